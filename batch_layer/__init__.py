@@ -1,0 +1,1 @@
+"""Batch layer: raw clicks in Delta Lake and the authoritative recompute."""

@@ -1,0 +1,1 @@
+"""The click collector: an HTTP API that validates clicks and writes them to Kafka."""

@@ -1,0 +1,89 @@
+"""Durable writes of clicks to Kafka: ``acks=all`` with the idempotent producer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Iterable
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from shared_logic.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka did not acknowledge a write in time."""
+
+
+def _serialize(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class ClickWriter:
+    """Writes records and waits until Kafka acknowledged every one of them.
+
+    The producer is created lazily and replaced after a failure, so the
+    collector recovers by itself once the broker is back.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _get_producer(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                timeout_ms = int(self.settings.collector_kafka_timeout_s * 1000)
+                try:
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                        client_id="adclick-collector",
+                        acks="all",
+                        enable_idempotence=True,
+                        linger_ms=2,
+                        compression_type=None,
+                        key_serializer=lambda key: key.encode("utf-8"),
+                        value_serializer=_serialize,
+                        request_timeout_ms=min(timeout_ms, 5000),
+                        delivery_timeout_ms=timeout_ms,
+                        max_block_ms=timeout_ms,
+                        bootstrap_timeout_ms=timeout_ms,
+                    )
+                except (KafkaError, OSError) as exc:
+                    raise KafkaUnavailable(f"cannot connect to Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
+                logger.info("connected producer to %s", self.settings.kafka_bootstrap_servers)
+            return self._producer
+
+    def _discard(self, producer: KafkaProducer) -> None:
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        try:
+            producer.close(timeout=1)
+        except Exception:  # noqa: BLE001 - a broken producer may fail in many ways while closing
+            logger.exception("closing the failed producer raised")
+
+    def write(self, topic_records: Iterable[tuple[str, str, dict[str, Any]]], request_id: str) -> None:
+        """Send (topic, key, value) records and block until all are acknowledged."""
+        producer = self._get_producer()
+        try:
+            futures = [producer.send(topic, key=key, value=value) for topic, key, value in topic_records]
+            for future in futures:
+                future.get(timeout=self.settings.collector_kafka_timeout_s)
+        except (KafkaError, OSError) as exc:
+            logger.error("request %s: Kafka write failed, discarding the producer: %r", request_id, exc)
+            self._discard(producer)
+            raise KafkaUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(timeout=self.settings.collector_kafka_timeout_s)
+            producer.close(timeout=self.settings.collector_kafka_timeout_s)
+            logger.info("closed producer")

@@ -1,0 +1,1 @@
+"""Airflow DAGs for landing, nightly billing and backfills."""

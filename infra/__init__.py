@@ -1,0 +1,1 @@
+"""Local infrastructure: the Kafka broker, topics, child processes and the CLI."""

@@ -1,0 +1,141 @@
+"""Typed settings for every process of the platform.
+
+Each field can be overridden by an environment variable named
+``ADCLICK_`` plus the field name in upper case, for example
+``ADCLICK_KAFKA_BOOTSTRAP_SERVERS=b1:9092,b2:9092``. Durations carry their
+unit in the name (``_s``, ``_ms``) so both layers read the same values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "ADCLICK_"
+
+
+class SettingsError(ValueError):
+    """An environment override that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where runtime state (broker data, checkpoints, Delta tables, DuckDB) lives.
+    data_dir: Path = PROJECT_ROOT / "var"
+    jars_dir: Path = PROJECT_ROOT / "build" / "jars"
+    java_home: Path = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+
+    # Kafka. A remote multi-broker cluster only needs kafka_bootstrap_servers.
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_heap_mb: int = 512
+    # Upper bound a producer transaction may stay open; Flink's exactly-once
+    # sink keeps a transaction open for one checkpoint interval plus any outage.
+    kafka_transaction_max_timeout_ms: int = 3_600_000
+    topic_clicks: str = "clicks"
+    topic_clicks_rejected: str = "clicks-rejected"
+    topic_clicks_late: str = "clicks-late"
+    topic_click_counts: str = "click-counts"
+    topic_late_counts: str = "late-click-counts"
+    clicks_partitions: int = 6
+    side_topic_partitions: int = 3
+    kafka_replication_factor: int = 1
+
+    # Click collector.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8080
+    collector_max_body_bytes: int = 1_048_576
+    collector_max_batch_clicks: int = 1_000
+    collector_kafka_timeout_s: float = 10.0
+
+    # Validation limits.
+    max_id_length: int = 128
+    max_future_skew_s: int = 300
+    max_attributes: int = 16
+
+    # Lateness model, read by both the speed and the batch layer.
+    out_of_orderness_s: int = 5
+    allowed_lateness_s: int = 300
+    source_idle_timeout_s: int = 10
+    dedup_ttl_s: int = 86_400
+
+    # Speed layer.
+    checkpoint_interval_s: int = 10
+    state_backend: str = "hashmap"
+    flink_parallelism: int = 2
+    flink_early_fire_s: int = 2
+
+    # Billing day boundaries; both layers and the serving layer use this zone.
+    billing_timezone: str = "UTC"
+
+    # Serving API and dashboard.
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 8000
+    dashboard_port: int = 8501
+    airflow_port: int = 8793
+
+    @property
+    def billing_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.billing_timezone)
+
+    def path(self, *parts: str) -> Path:
+        """Return a path under the data directory."""
+        return Path(self.data_dir, *parts)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(name: str, annotation: str, raw: str):
+    try:
+        if annotation == "int":
+            return int(raw)
+        if annotation == "float":
+            return float(raw)
+        if annotation == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {annotation}; "
+            f"set it to a number such as 10"
+        ) from exc
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from defaults and ``ADCLICK_*`` environment overrides."""
+    environ = os.environ if environ is None else environ
+    overrides = {}
+    for item in fields(Settings):
+        raw = environ.get(ENV_PREFIX + item.name.upper())
+        if raw is not None:
+            overrides[item.name] = _convert(item.name, str(item.type), raw)
+    settings = Settings(**overrides)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    try:
+        settings.billing_zone
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(
+            f"billing_timezone {settings.billing_timezone!r} is not an IANA time zone; "
+            "use a name such as 'UTC' or 'America/New_York'"
+        ) from exc
+    if settings.state_backend not in ("hashmap", "rocksdb"):
+        raise SettingsError(
+            f"state_backend {settings.state_backend!r} is not supported; use 'hashmap' or 'rocksdb'"
+        )
+    for name in ("out_of_orderness_s", "allowed_lateness_s", "dedup_ttl_s", "checkpoint_interval_s"):
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"{name} must not be negative, got {getattr(settings, name)}")
+    if settings.dedup_ttl_s < settings.allowed_lateness_s + settings.out_of_orderness_s:
+        raise SettingsError(
+            "dedup_ttl_s must be at least allowed_lateness_s + out_of_orderness_s, "
+            "or a duplicate could outlive its click's deduplication state"
+        )

@@ -1,0 +1,1 @@
+"""Speed layer: the PyFlink job that publishes provisional per-ad counts."""
