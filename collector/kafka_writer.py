@@ -49,12 +49,14 @@ class ClickWriter:
                         compression_type=None,
                         key_serializer=lambda key: key.encode("utf-8"),
                         value_serializer=_serialize,
-                        request_timeout_ms=min(timeout_ms, 5000),
+                        # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
+                        request_timeout_ms=max(1000, min(timeout_ms // 2, 5000)),
                         delivery_timeout_ms=timeout_ms,
                         max_block_ms=timeout_ms,
                         bootstrap_timeout_ms=timeout_ms,
                     )
                 except (KafkaError, OSError) as exc:
+                    logger.error("cannot create a producer for %s: %r", self.settings.kafka_bootstrap_servers, exc)
                     raise KafkaUnavailable(f"cannot connect to Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
                 logger.info("connected producer to %s", self.settings.kafka_bootstrap_servers)
             return self._producer

@@ -152,7 +152,8 @@ class LocalKafkaBroker:
         cluster_id = _kafka_uuid()
         logger.info("formatting Kafka storage in %s (cluster id %s)", self.data_dir, cluster_id)
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                       f"--config={self.config_file}"),
             capture_output=True, text=True, env=self._env(), check=False,
         )
         if result.returncode != 0:
@@ -160,7 +161,7 @@ class LocalKafkaBroker:
 
 
 def _kafka_uuid() -> str:
-    """Return a random cluster id in Kafka's base64url form."""
+    """Return a random cluster id in Kafka's base64url form; it may start with "-"."""
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -172,7 +173,8 @@ def broker_answers(bootstrap_servers: str) -> bool:
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000,
+                                 bootstrap_timeout_ms=3000)
     except (KafkaError, OSError, ValueError):
         return False
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,22 +73,89 @@ class Settings:
     # Billing day boundaries; both layers and the serving layer use this zone.
     billing_timezone: str = "UTC"
 
+    # Batch layer (Spark and Delta Lake). Delta tables live under path("delta").
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "1g"
+    spark_executor_memory: str = "1g"
+    spark_shuffle_partitions: int = 4
+    # Upper bound of Kafka records one landing micro-batch reads; 0 means no bound.
+    landing_max_offsets_per_trigger: int = 100_000
+    landing_trigger_interval_s: int = 10
+    # A 'running' batch_runs row older than this is taken as a crashed run,
+    # so a new run for its day may start.
+    recompute_lease_s: int = 3_600
+
     # Serving API and dashboard.
     serving_host: str = "127.0.0.1"
     serving_port: int = 8000
     dashboard_port: int = 8501
     airflow_port: int = 8793
 
+    # Serving layer: how often the ingest thread polls Kafka and the Delta
+    # log, the query limits the API enforces, and when a reconciliation row
+    # is flagged (both thresholds must be exceeded; 0 flags any difference).
+    serving_kafka_poll_timeout_ms: int = 500
+    serving_kafka_max_poll_records: int = 5_000
+    serving_delta_poll_interval_s: float = 5.0
+    serving_lag_refresh_interval_s: float = 10.0
+    serving_max_series_buckets: int = 20_160
+    serving_max_billing_days: int = 92
+    serving_max_top_minutes: int = 1_440
+    serving_max_top_limit: int = 1_000
+    reconciliation_threshold_clicks: int = 0
+    reconciliation_threshold_pct: float = 0.0
+
+    # Orchestration (Airflow). The nightly billing run of a day waits until
+    # raw landing has passed the day's end plus airflow_day_end_grace_s.
+    airflow_day_end_grace_s: int = 900
+    airflow_landing_interval_s: int = 300
+    airflow_billing_max_active_runs: int = 2
+    airflow_task_retries: int = 3
+    # Retries wait airflow_retry_delay_s, doubling up to airflow_max_retry_delay_s.
+    airflow_retry_delay_s: int = 60
+    airflow_max_retry_delay_s: int = 1_800
+    # Execution timeouts: one Spark job, one check or report task, and the
+    # whole wait for landing (the sensor fails after it).
+    airflow_spark_timeout_s: int = 3_600
+    airflow_check_timeout_s: int = 600
+    airflow_landing_wait_timeout_s: int = 21_600
+    airflow_landing_poke_interval_s: int = 300
+    # First billing day (YYYY-MM-DD, billing time zone) of the nightly billing
+    # DAG; with catchup, every day from here on gets a run.
+    airflow_first_billing_day: str = "2026-01-01"
+
     @property
     def billing_zone(self) -> ZoneInfo:
         return ZoneInfo(self.billing_timezone)
+
+    @property
+    def delta_dir(self) -> Path:
+        return self.path("delta")
+
+    @property
+    def landing_checkpoint_dir(self) -> Path:
+        return self.path("checkpoints", "landing")
 
     def path(self, *parts: str) -> Path:
         """Return a path under the data directory."""
         return Path(self.data_dir, *parts)
 
+    @property
+    def serving_duckdb_path(self) -> Path:
+        """The serving layer's DuckDB database file, owned by ``adclick serve``."""
+        return self.path("serving", "adclick.duckdb")
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where reconciliation reports (CSV and HTML) are written."""
+        return self.path("reports")
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    def to_environ(self) -> dict[str, str]:
+        """Return these settings as ``ADCLICK_*`` variables, for child processes."""
+        return {ENV_PREFIX + item.name.upper(): str(getattr(self, item.name)) for item in fields(self)}
 
 
 def _convert(name: str, annotation: str, raw: str):
@@ -134,6 +202,13 @@ def _check(settings: Settings) -> None:
     for name in ("out_of_orderness_s", "allowed_lateness_s", "dedup_ttl_s", "checkpoint_interval_s"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"{name} must not be negative, got {getattr(settings, name)}")
+    try:
+        date.fromisoformat(settings.airflow_first_billing_day)
+    except ValueError as exc:
+        raise SettingsError(
+            f"airflow_first_billing_day {settings.airflow_first_billing_day!r} is not a date; "
+            "use the form YYYY-MM-DD"
+        ) from exc
     if settings.dedup_ttl_s < settings.allowed_lateness_s + settings.out_of_orderness_s:
         raise SettingsError(
             "dedup_ttl_s must be at least allowed_lateness_s + out_of_orderness_s, "
