@@ -16,6 +16,10 @@ from shared_logic.settings import SettingsError, load_settings
 COMMAND_MODULES = (
     "infra.commands",
     "collector.commands",
+    "infra.airflow_commands",
+    "traffic.commands",
+    "serving_layer.commands",
+    "batch_layer.commands",
 )
 
 logger = logging.getLogger("adclick")

@@ -1,0 +1,1 @@
+"""Traffic tools: replay a click log and generate synthetic clicks through the collector."""
