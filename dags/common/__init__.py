@@ -1,0 +1,1 @@
+"""Helpers shared by the DAG files: settings, task defaults, Spark and Delta reads."""

@@ -1,0 +1,66 @@
+"""The reconciliation report task: ``adclick report reconcile --day`` in a child process.
+
+The serving layer's command writes a CSV and an HTML report of speed-layer
+against batch totals under ``reports_dir`` and exits non-zero when it flags
+rows. Flagged rows are a finding for an operator, not a failed run, so the
+task logs them and succeeds; it fails when the command writes no report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from shared_logic.settings import PROJECT_ROOT, Settings
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_TAIL_CHARS = 4_000
+
+
+class ReportError(RuntimeError):
+    """The reconciliation command failed without writing a report."""
+
+
+def write_reconciliation_report(settings: Settings, day: date, run_id: str) -> dict[str, Any]:
+    """Run the reconciliation command for ``day`` and return its report files and status."""
+    started = time.time()
+    command = [sys.executable, "-m", "infra.cli", "report", "reconcile", "--day", day.isoformat()]
+    completed = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=_child_environment(settings),
+        capture_output=True, text=True, check=False,
+        timeout=settings.airflow_check_timeout_s,
+    )
+    output = (completed.stdout + completed.stderr)[-OUTPUT_TAIL_CHARS:]
+    reports = _reports_written_since(settings.reports_dir, day, started)
+    if not reports:
+        raise ReportError(
+            f"`{' '.join(command[2:])}` exited with {completed.returncode} and wrote no report "
+            f"for {day} under {settings.reports_dir}; output: {output}"
+        )
+    flagged = completed.returncode != 0
+    if flagged:
+        logger.warning("Reconciliation flagged rows: run_id=%s billing_day=%s reports=%s output=%s",
+                       run_id, day, [str(path) for path in reports], output)
+    else:
+        logger.info("Reconciliation clean: run_id=%s billing_day=%s reports=%s",
+                    run_id, day, [str(path) for path in reports])
+    return {"billing_day": day.isoformat(), "flagged": flagged,
+            "reports": [str(path) for path in reports]}
+
+
+def _child_environment(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **settings.to_environ()}
+
+
+def _reports_written_since(reports_dir: Path, day: date, since_s: float) -> list[Path]:
+    if not reports_dir.exists():
+        return []
+    return sorted(path for path in reports_dir.rglob(f"*{day.isoformat()}*")
+                  if path.is_file() and path.stat().st_mtime >= since_s - 1)
