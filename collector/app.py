@@ -8,6 +8,7 @@ to the rejected topic; valid ones in the same batch are accepted.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from collector.kafka_writer import ClickWriter, KafkaUnavailable
 from collector.parsing import RequestError, media_type, parse_body
 from infra.kafka_broker import broker_answers
 from shared_logic.clicks import Click, InvalidClick, validate_click
-from shared_logic.settings import Settings
+from shared_logic.settings import Settings, load_settings
 from shared_logic.timestamps import now_ms
 
 logger = logging.getLogger(__name__)
@@ -160,9 +161,23 @@ def create_app(settings: Settings, writer: ClickWriter | None = None) -> FastAPI
     return app
 
 
+def create_app_from_environment() -> FastAPI:
+    """Build the app from ``ADCLICK_*`` variables; uvicorn's worker processes call this."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    return create_app(load_settings())
+
+
 def run(settings: Settings) -> None:
-    """Serve the collector until interrupted."""
+    """Serve the collector until interrupted, with ``collector_workers`` processes."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.collector_host, port=settings.collector_port,
-                log_level="warning", access_log=False)
+    options = {"host": settings.collector_host, "port": settings.collector_port, "log_level": "warning",
+               "access_log": False}
+    if settings.collector_workers <= 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Worker processes rebuild the settings from the environment, each with its own producer.
+    os.environ.update(settings.to_environ())
+    uvicorn.run("collector.app:create_app_from_environment", factory=True, workers=settings.collector_workers,
+                **options)

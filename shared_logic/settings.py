@@ -52,6 +52,8 @@ class Settings:
     collector_max_body_bytes: int = 1_048_576
     collector_max_batch_clicks: int = 1_000
     collector_kafka_timeout_s: float = 10.0
+    # Server processes; each has its own Kafka producer.
+    collector_workers: int = 2
 
     # Validation limits.
     max_id_length: int = 128
@@ -69,6 +71,23 @@ class Settings:
     state_backend: str = "hashmap"
     flink_parallelism: int = 2
     flink_early_fire_s: int = 2
+    # Interpreter of the PyFlink environment that runs speed_layer/job.py.
+    flink_python: Path = PROJECT_ROOT / ".venv-flink" / "bin" / "python"
+    # "minicluster" runs the job in an embedded MiniCluster, "session" submits
+    # it with `flink run -py` to the session cluster at flink_rest_address.
+    speed_deployment: str = "minicluster"
+    flink_rest_address: str = "127.0.0.1:8081"
+    # Names the job, its consumer group, its checkpoint folder and the
+    # prefix of its Kafka transactional ids; two jobs must not share it.
+    speed_job_name: str = "adclick-speed"
+    # Checkpoint storage URI; empty means file:// under data_dir/flink/checkpoints.
+    speed_checkpoint_uri: str = ""
+    # Kafka transaction timeout of the exactly-once sinks. It must exceed the
+    # checkpoint interval plus the longest outage the job should survive, and
+    # the broker caps it at kafka_transaction_max_timeout_ms.
+    speed_transaction_timeout_ms: int = 900_000
+    # Heap of the JVM that runs the MiniCluster.
+    speed_jvm_heap_mb: int = 1536
 
     # Billing day boundaries; both layers and the serving layer use this zone.
     billing_timezone: str = "UTC"
@@ -209,6 +228,17 @@ def _check(settings: Settings) -> None:
             f"airflow_first_billing_day {settings.airflow_first_billing_day!r} is not a date; "
             "use the form YYYY-MM-DD"
         ) from exc
+    if settings.speed_deployment not in ("minicluster", "session"):
+        raise SettingsError(
+            f"speed_deployment {settings.speed_deployment!r} is not supported; use 'minicluster' or 'session'"
+        )
+    if not (settings.checkpoint_interval_s * 1000 < settings.speed_transaction_timeout_ms
+            <= settings.kafka_transaction_max_timeout_ms):
+        raise SettingsError(
+            f"speed_transaction_timeout_ms={settings.speed_transaction_timeout_ms} must be larger than "
+            f"the checkpoint interval ({settings.checkpoint_interval_s * 1000} ms) and at most "
+            f"kafka_transaction_max_timeout_ms={settings.kafka_transaction_max_timeout_ms}"
+        )
     if settings.dedup_ttl_s < settings.allowed_lateness_s + settings.out_of_orderness_s:
         raise SettingsError(
             "dedup_ttl_s must be at least allowed_lateness_s + out_of_orderness_s, "
