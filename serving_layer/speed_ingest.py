@@ -137,13 +137,17 @@ class SpeedIngest:
         if time.monotonic() - self._last_lag_check < self.settings.serving_lag_refresh_interval_s:
             return
         self._last_lag_check = time.monotonic()
-        end_offsets = self._consumer.end_offsets(self._partitions)
-        self.state.lag_by_partition = {
-            f"{tp.topic}/{tp.partition}": max(0, end_offsets[tp] - positions[(tp.topic, tp.partition)])
-            for tp in self._partitions
-        }
+        self.state.lag_by_partition = self.lag_by_partition(positions)
         self.state.rejected_clicks_in_topic = self._count_rejected()
         self.state.lag_measured_at_ms = int(time.time() * 1000)
+
+    def lag_by_partition(self, positions: dict[tuple[str, int], int] | None = None) -> dict[str, int]:
+        """Return, per "topic/partition", how many offsets remain before the end of the log."""
+        if positions is None:
+            positions = {(tp.topic, tp.partition): self._consumer.position(tp) for tp in self._partitions}
+        end_offsets = self._consumer.end_offsets(self._partitions)
+        return {f"{tp.topic}/{tp.partition}": max(0, end_offsets[tp] - positions[(tp.topic, tp.partition)])
+                for tp in self._partitions}
 
     def _count_rejected(self) -> int | None:
         """Return how many records the collector's rejected-clicks topic retains, or None if it is missing."""

@@ -123,17 +123,18 @@ CREATE TABLE IF NOT EXISTS store_meta (
 
 # Later offsets of a key replace earlier ones; final_clicks keeps the latest
 # count that the speed layer marked final, even if a non-final one follows.
+# staged_counts.final_clicks is that count within the batch, or NULL.
 _UPSERT_SPEED_MINUTES = f"""
 INSERT INTO speed_minutes
 SELECT ad_id, window_start_ms, window_end_ms,
        {billing_day_sql('window_start_ms')}, {hour_start_sql('window_start_ms')},
-       clicks, is_final, CASE WHEN is_final THEN clicks END, computed_at_ms, kafka_partition, kafka_offset
+       clicks, is_final, final_clicks, computed_at_ms, kafka_partition, kafka_offset
 FROM staged_counts
 ON CONFLICT (ad_id, window_start_ms) DO UPDATE SET
     window_end_ms = excluded.window_end_ms,
     clicks = excluded.clicks,
     is_final = excluded.is_final,
-    final_clicks = CASE WHEN excluded.is_final THEN excluded.clicks ELSE speed_minutes.final_clicks END,
+    final_clicks = coalesce(excluded.final_clicks, speed_minutes.final_clicks),
     computed_at_ms = excluded.computed_at_ms,
     kafka_partition = excluded.kafka_partition,
     kafka_offset = excluded.kafka_offset
@@ -163,8 +164,8 @@ WHERE run_id = $run_id
 ORDER BY ad_id, bucket_start_ms
 """
 
-SPEED_COUNT_FIELDS = ("ad_id", "window_start_ms", "window_end_ms", "clicks", "is_final", "computed_at_ms",
-                      "kafka_partition", "kafka_offset")
+SPEED_COUNT_FIELDS = ("ad_id", "window_start_ms", "window_end_ms", "clicks", "is_final", "final_clicks",
+                      "computed_at_ms", "kafka_partition", "kafka_offset")
 LATE_COUNT_FIELDS = ("ad_id", "window_start_ms", "window_end_ms", "late_clicks", "computed_at_ms")
 LATE_CLICK_FIELDS = ("click_id", "ad_id", "event_time_ms", "lateness_ms", "watermark_ms",
                      "kafka_partition", "kafka_offset")
@@ -253,7 +254,7 @@ class ServingStore:
         Each list holds records in offset order; for a repeated key the last
         record wins, as in the compacted topic.
         """
-        counts = list({(r["ad_id"], r["window_start_ms"]): r for r in counts}.values())
+        counts = _fold_counts(counts)
         late_counts = list({(r["ad_id"], r["window_start_ms"]): r for r in late_counts}.values())
         params = bucket_params(self.billing_timezone)
         with self.write() as cursor:
@@ -325,6 +326,17 @@ class ServingStore:
     def closed_runs(self) -> dict[date, str]:
         with self.read() as cursor:
             return dict(cursor.execute("SELECT billing_day, run_id FROM closed_days").fetchall())
+
+
+def _fold_counts(counts: list[dict]) -> list[dict]:
+    """Keep the last record of each window, with the last count marked final before or at it."""
+    folded: dict[tuple[str, int], dict] = {}
+    for record in counts:
+        key = (record["ad_id"], record["window_start_ms"])
+        previous_final = folded[key]["final_clicks"] if key in folded else None
+        final_clicks = record["clicks"] if record["is_final"] else previous_final
+        folded[key] = {**record, "final_clicks": final_clicks}
+    return list(folded.values())
 
 
 def _arrow_rows(rows: list[dict], names: tuple[str, ...]) -> pa.Table:

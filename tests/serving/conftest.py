@@ -21,3 +21,9 @@ def service(serving_settings: Settings):
     yield service
     service.ingest.close()
     service.store.close()
+
+
+@pytest.fixture
+def kafka_settings(isolated_settings: Settings, tmp_path) -> Settings:
+    """Settings with fresh topics on the session's broker and a fresh data directory."""
+    return isolated_settings.replace(data_dir=tmp_path, billing_timezone="America/New_York")

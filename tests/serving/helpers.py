@@ -8,6 +8,7 @@ time-bucket rules, as the batch layer does.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import date
 
@@ -123,16 +124,14 @@ def count_record(ad_id: str, window_start_ms: int, clicks: int, is_final: bool =
 def produce_transaction(settings: Settings, topic: str, records: list[dict], *, commit: bool = True) -> None:
     """Write ``records`` to ``topic`` in one Kafka transaction, then commit or abort it."""
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                             transactional_id=f"serving-test-{uuid.uuid4().hex[:8]}",
-                             key_serializer=lambda key: json.dumps(key).encode(),
-                             value_serializer=lambda value: json.dumps(value).encode())
+                             transactional_id=f"serving-test-{uuid.uuid4().hex[:8]}")
     try:
         producer.init_transactions()
         producer.begin_transaction()
         for record in records:
             key = {"ad_id": record["ad_id"], "window_start_ms": record.get("window_start_ms",
                                                                           record.get("event_time_ms"))}
-            producer.send(topic, key=key, value=record)
+            producer.send(topic, key=json.dumps(key).encode(), value=json.dumps(record).encode())
         producer.flush()
         if commit:
             producer.commit_transaction()
@@ -140,3 +139,15 @@ def produce_transaction(settings: Settings, topic: str, records: list[dict], *, 
             producer.abort_transaction()
     finally:
         producer.close()
+
+
+def drain(ingest, timeout_s: float = 30.0) -> int:
+    """Poll ``ingest`` until it has read every partition to its end; return the records applied."""
+    applied = 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        applied += ingest.poll_once()
+        if not any(ingest.lag_by_partition().values()):
+            return applied
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ingest still lags after {timeout_s} s: {ingest.lag_by_partition()}")
