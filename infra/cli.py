@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "infra.airflow_commands",
     "traffic.commands",
     "serving_layer.commands",
+    "dashboard.commands",
     "batch_layer.commands",
 )
 

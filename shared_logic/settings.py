@@ -110,6 +110,13 @@ class Settings:
     dashboard_port: int = 8501
     airflow_port: int = 8793
 
+    # Dashboard: the address Streamlit listens on, how often the Live page
+    # reloads its data, and how long one request to the serving API or one
+    # health probe of a service may take before it counts as not answering.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_refresh_interval_s: float = 5.0
+    dashboard_request_timeout_s: float = 5.0
+
     # Serving layer: how often the ingest thread polls Kafka and the Delta
     # log, the query limits the API enforces, and when a reconciliation row
     # is flagged (both thresholds must be exceeded; 0 flags any difference).
