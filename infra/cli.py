@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "serving_layer.commands",
     "dashboard.commands",
     "batch_layer.commands",
+    "speed_layer.commands",
 )
 
 logger = logging.getLogger("adclick")
