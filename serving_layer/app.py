@@ -1,8 +1,8 @@
 """The query API: click series, top ads, billing totals, status and reconciliation.
 
 Every bucket and billing row carries its ``source`` (``batch`` or ``speed``)
-and ``is_final``. Invalid parameters are answered with 400 and a message that
-says what is accepted; the OpenAPI schema is at ``/openapi.json``.
+and ``is_final``. Invalid parameters get status 400 and a message that states what is
+accepted. The OpenAPI schema is at ``/openapi.json``.
 """
 
 from __future__ import annotations

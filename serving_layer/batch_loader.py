@@ -71,15 +71,15 @@ class BatchLoader:
         return self._apply_decisions()
 
     def decisions(self) -> list[DayDecision]:
-        """Return the latest finished run of every billing day."""
+        """Return the latest finished run of every billing day, among runs in the serving billing time zone."""
         with self.store.read() as cursor:
             rows = cursor.execute("""
                 SELECT billing_day, run_id, status, coalesce(billable_clicks, 0)
                 FROM batch_runs
-                WHERE status IN ('succeeded', 'failed')
+                WHERE status IN ('succeeded', 'failed') AND billing_timezone = ?
                 QUALIFY row_number() OVER (PARTITION BY billing_day ORDER BY started_at_ms DESC, run_id DESC) = 1
                 ORDER BY billing_day
-            """).fetchall()
+            """, [self.settings.billing_timezone]).fetchall()
         return [DayDecision(*row) for row in rows]
 
     def _apply_decisions(self) -> int:

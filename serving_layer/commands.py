@@ -65,12 +65,12 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report_from_api(settings: Settings, day: date) -> dict | None:
-    """Ask a running ``adclick serve``; return None when none answers."""
+    """Request the report from a running ``adclick serve``; return None when none responds."""
     url = f"http://{settings.serving_host}:{settings.serving_port}/v1/reconciliation"
     try:
         response = requests.get(url, params={"day": day.isoformat()}, timeout=60)
     except requests.ConnectionError:
-        logger.info("no serving process answers at %s; reading %s directly", url, settings.serving_duckdb_path)
+        logger.info("no serving process responds at %s; reading %s directly", url, settings.serving_duckdb_path)
         return None
     if response.status_code == 409:
         from serving_layer.reconcile import ReportError

@@ -4,7 +4,7 @@ The merge rule lives here: a closed day (a row in ``closed_days``) is read
 from ``batch_minutes`` and ``batch_daily`` only, and every other day from
 ``speed_minutes`` only. The store keeps batch rows only for closed days, and
 a day is closed or reopened in the same transaction that writes its rows, so
-one snapshot never holds both sources or neither for a day. Hours and days
+one snapshot never contains both sources or neither for a day. Hours and days
 are sums of minutes of one source, because a local hour never crosses a
 local midnight.
 """
@@ -44,7 +44,7 @@ _MERGED_MINUTES = """
 
 
 class QueryError(ValueError):
-    """A query parameter that is invalid; the message says what is accepted."""
+    """An invalid query parameter; the message states what is accepted."""
 
 
 def parse_instant_ms(name: str, value: str) -> int:
@@ -106,7 +106,7 @@ def series(store: ServingStore, settings: Settings, ad_id: str, granularity: str
            start_ms: int, end_ms: int) -> dict:
     """Return the clicks of one ad per bucket in [start, end), widened to whole buckets.
 
-    Buckets with no recorded clicks are left out; ``days`` says which source
+    Buckets with no recorded clicks are left out; ``days`` states which source
     covers each billing day in the range, so a missing bucket of a closed
     day is an authoritative zero.
     """
@@ -119,7 +119,7 @@ def series(store: ServingStore, settings: Settings, ad_id: str, granularity: str
     buckets_requested = -(-(end_ms - start_ms) // bucket_ms)
     if buckets_requested > settings.serving_max_series_buckets:
         raise QueryError(
-            f"the range holds about {buckets_requested} {granularity} buckets; the maximum is "
+            f"the range contains about {buckets_requested} {granularity} buckets; the maximum is "
             f"{settings.serving_max_series_buckets}, so shorten the range or use a coarser granularity")
     key = {"minute": "minute_ms", "hour": "hour_start_ms", "day": "billing_day"}[granularity]
     merged = _MERGED_MINUTES.format(
@@ -152,8 +152,8 @@ def series(store: ServingStore, settings: Settings, ad_id: str, granularity: str
 def top_ads(store: ServingStore, settings: Settings, minutes: int, limit: int) -> dict:
     """Return the ``limit`` ads with the most clicks over the last ``minutes`` minutes of event time.
 
-    Event time ends at the latest minute the store holds from either layer,
-    not at the wall clock, so a replay or a paused speed layer still answers.
+    Event time ends at the latest minute stored from either layer,
+    not at the wall clock, so a replay or a paused speed layer still returns results.
     """
     if not 1 <= minutes <= settings.serving_max_top_minutes:
         raise QueryError(f"minutes={minutes} is out of range; use 1 to {settings.serving_max_top_minutes}")

@@ -70,10 +70,10 @@ class ServingService:
             "batch_runs_version": self.loader.runs_version,
         }
 
-    def _record_error(self, what: str, exc: Exception) -> None:
+    def _record_error(self, operation: str, exc: Exception) -> None:
         self.errors += 1
-        self.last_error = f"{what}: {exc}"
-        logger.error("%s failed (error %d), retrying in %.0f s: %s", what, self.errors, RETRY_DELAY_S, exc,
+        self.last_error = f"{operation}: {exc}"
+        logger.error("%s failed (error %d), retrying in %.0f s: %s", operation, self.errors, RETRY_DELAY_S, exc,
                      exc_info=not isinstance(exc, KafkaError))
         self._stop.wait(RETRY_DELAY_S)
 

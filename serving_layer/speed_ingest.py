@@ -22,10 +22,18 @@ from shared_logic.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Field name -> (type, may be missing or null), per topic.
+COUNT_FIELDS = {"ad_id": (str, False), "window_start_ms": (int, False), "window_end_ms": (int, False),
+                "clicks": (int, False), "is_final": (bool, False), "computed_at_ms": (int, False)}
+LATE_COUNT_FIELDS = {"ad_id": (str, False), "window_start_ms": (int, False), "window_end_ms": (int, False),
+                     "late_clicks": (int, False), "computed_at_ms": (int, False)}
+LATE_CLICK_FIELDS = {"click_id": (str, False), "ad_id": (str, False), "event_time_ms": (int, False),
+                     "lateness_ms": (int, True), "watermark_ms": (int, True)}
+
 
 @dataclass
 class IngestState:
-    """What the status endpoint reports about the speed-layer consumer."""
+    """Counters and consumer lag of the speed-layer consumer, for the status endpoint."""
 
     records_applied: int = 0
     invalid_records: int = 0
@@ -114,16 +122,13 @@ class SpeedIngest:
         try:
             record = json.loads(message.value)
             if tp.topic == self.settings.topic_click_counts:
-                parsed = {key: record[key] for key in ("ad_id", "window_start_ms", "window_end_ms", "clicks",
-                                                        "is_final", "computed_at_ms")}
+                fields = COUNT_FIELDS
             elif tp.topic == self.settings.topic_late_counts:
-                parsed = {key: record[key] for key in ("ad_id", "window_start_ms", "window_end_ms",
-                                                        "late_clicks", "computed_at_ms")}
+                fields = LATE_COUNT_FIELDS
             else:
-                parsed = {key: record[key] for key in ("click_id", "ad_id", "event_time_ms")}
-                parsed["lateness_ms"] = record.get("lateness_ms")
-                parsed["watermark_ms"] = record.get("watermark_ms")
-        except (ValueError, TypeError, KeyError) as exc:
+                fields = LATE_CLICK_FIELDS
+            parsed = {name: _checked(record, name, kind, optional) for name, (kind, optional) in fields.items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.state.invalid_records += 1
             if self.state.invalid_records <= 10 or self.state.invalid_records % 1000 == 0:
                 logger.error("skipping invalid record at %s partition %d offset %d (%d skipped so far): %s",
@@ -163,3 +168,13 @@ class SpeedIngest:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+
+def _checked(record: dict, name: str, kind: type, optional: bool):
+    value = record.get(name) if optional else record[name]
+    if value is None and optional:
+        return None
+    # bool is a subclass of int in Python, but true is not a count.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"field {name}={value!r} is not a {kind.__name__}")
+    return value

@@ -2,8 +2,8 @@
 
 One process owns the database file. Writers (the Kafka ingest and the Delta
 loader) and readers (the HTTP API) each take their own cursor of the one
-connection; a cursor has its own transactions, and DuckDB's MVCC gives every
-read transaction one snapshot.
+connection. Each cursor has its own transactions, and DuckDB's MVCC gives
+every read transaction one snapshot.
 
 Tables:
 - ``speed_minutes``: the latest count of each (ad_id, window_start_ms) from
@@ -251,7 +251,7 @@ class ServingStore:
                           next_offsets: dict[tuple[str, int], int]) -> None:
         """Upsert one poll's records and the offsets after them in one transaction.
 
-        Each list holds records in offset order; for a repeated key the last
+        Each list contains records in offset order; for a repeated key the last
         record wins, as in the compacted topic.
         """
         counts = _fold_counts(counts)

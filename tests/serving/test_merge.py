@@ -242,3 +242,11 @@ def test_later_offset_replaces_count_and_keeps_final(service) -> None:
     with service.store.read() as cursor:
         row = cursor.execute("SELECT clicks, is_final, final_clicks FROM speed_minutes").fetchall()
     assert row == [(8, False, 6)]
+
+
+def test_run_in_other_billing_zone_ignored(loaded) -> None:
+    utc = loaded.settings.replace(billing_timezone="UTC")
+    write_batch_run(utc, CLOSED_DAY, {("ad-2", NOON): 9}, started_at_ms=1, write_gold=False)
+    loaded.loader.poll()
+
+    assert loaded.store.closed_runs() == {}

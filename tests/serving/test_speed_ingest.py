@@ -26,13 +26,15 @@ def test_aborted_transaction_never_served(kafka_settings) -> None:
                         [count_record("ad-1", M0000, 3), count_record("ad-2", M0000, 1)])
     produce_transaction(kafka_settings, kafka_settings.topic_click_counts,
                         [count_record("ad-1", M0000, 300), count_record("ad-9", M0000, 9)], commit=False)
-    produce_transaction(kafka_settings, kafka_settings.topic_click_counts, [count_record("ad-1", M0001, 4)])
+    produce_transaction(kafka_settings, kafka_settings.topic_click_counts,
+                        [count_record("ad-1", M0001, 4), {**count_record("ad-3", M0001, 0), "clicks": "three"}])
     service = ServingService(kafka_settings)
     try:
         service.ingest.start()
         applied = drain(service.ingest)
 
         assert applied == 3
+        assert service.ingest.state.invalid_records == 1
         assert speed_rows(service) == [("ad-1", M0000, 3, True), ("ad-1", M0001, 4, True), ("ad-2", M0000, 1, True)]
         assert not any(service.ingest.lag_by_partition().values())
     finally:
