@@ -66,7 +66,7 @@ def build_store(path: Path, zone_name: str, stride: int) -> dict:
              LATERAL range($start_ms + (ad % $stride) * 60000, $end_ms, $stride * 60000) m(minute_ms)
     """
 
-    # Closed days: batch minutes, their daily sums and closed_days rows, as close_day writes them.
+    # Closed days: batch minutes, their hourly and daily sums and closed_days rows, as close_day writes them.
     with store.write() as cursor:
         cursor.execute(f"""
             INSERT INTO batch_minutes
@@ -75,6 +75,11 @@ def build_store(path: Path, zone_name: str, stride: int) -> dict:
             FROM ({generated}) WHERE minute_ms < $closed_end_ms
             ORDER BY 1, ad_id, minute_ms
         """, params)
+        cursor.execute("""
+            INSERT INTO batch_hourly
+            SELECT billing_day, ad_id, hour_start_ms, sum(clicks), 'bench-run' FROM batch_minutes
+            GROUP BY ALL ORDER BY billing_day, ad_id, hour_start_ms
+        """)
         cursor.execute("""
             INSERT INTO batch_daily
             SELECT billing_day, ad_id, sum(clicks), 0, 'bench-run' FROM batch_minutes GROUP BY ALL ORDER BY ALL

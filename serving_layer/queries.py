@@ -1,7 +1,7 @@
 """Read queries of the serving store, each inside one read transaction.
 
 The merge rule lives here: a closed day (a row in ``closed_days``) is read
-from ``batch_minutes`` and ``batch_daily`` only, and every other day from
+from ``batch_minutes``, ``batch_hourly`` and ``batch_daily`` only, and every other day from
 ``speed_minutes`` only. The store keeps batch rows only for closed days, and
 a day is closed or reopened in the same transaction that writes its rows, so
 one snapshot never contains both sources or neither for a day. Hours and days
@@ -41,6 +41,33 @@ _MERGED_MINUTES = """
     FROM batch_minutes
     WHERE {batch_filter}
 """
+
+
+# Speed minutes summed per bucket, plus the batch rows of the same
+# granularity, which close_day sums from the batch minutes.
+_SERIES_SPEED = """
+    SELECT {key} AS bucket, clicks, is_final, 'speed' AS source, CAST(NULL AS VARCHAR) AS run_id
+    FROM speed_minutes
+    WHERE ad_id = $ad_id AND window_start_ms >= $start_ms AND window_start_ms < $end_ms
+      AND billing_day NOT IN (SELECT billing_day FROM closed_days)
+"""
+_SERIES_BATCH = {
+    "minute": "SELECT bucket_start_ms, clicks, TRUE, 'batch', run_id FROM batch_minutes "
+              "WHERE ad_id = $ad_id AND bucket_start_ms >= $start_ms AND bucket_start_ms < $end_ms",
+    "hour": "SELECT hour_start_ms, clicks, TRUE, 'batch', run_id FROM batch_hourly "
+            "WHERE ad_id = $ad_id AND hour_start_ms >= $start_ms AND hour_start_ms < $end_ms",
+    "day": "SELECT billing_day, clicks, TRUE, 'batch', run_id FROM batch_daily "
+           "WHERE ad_id = $ad_id AND billing_day BETWEEN $first_day AND $last_day",
+}
+_SERIES_KEYS = {"minute": "window_start_ms", "hour": "hour_start_ms", "day": "billing_day"}
+_SERIES_SQL = {
+    granularity: f"""
+        SELECT bucket, source, sum(clicks)::BIGINT, bool_and(is_final), any_value(run_id)
+        FROM ({_SERIES_SPEED.format(key=_SERIES_KEYS[granularity])} UNION ALL {_SERIES_BATCH[granularity]})
+        GROUP BY bucket, source ORDER BY bucket
+    """
+    for granularity in GRANULARITIES
+}
 
 
 class QueryError(ValueError):
@@ -121,18 +148,14 @@ def series(store: ServingStore, settings: Settings, ad_id: str, granularity: str
         raise QueryError(
             f"the range contains about {buckets_requested} {granularity} buckets; the maximum is "
             f"{settings.serving_max_series_buckets}, so shorten the range or use a coarser granularity")
-    key = {"minute": "minute_ms", "hour": "hour_start_ms", "day": "billing_day"}[granularity]
-    merged = _MERGED_MINUTES.format(
-        speed_filter="ad_id = $ad_id AND window_start_ms >= $start_ms AND window_start_ms < $end_ms",
-        batch_filter="ad_id = $ad_id AND bucket_start_ms >= $start_ms AND bucket_start_ms < $end_ms")
-    sql = f"""
-        SELECT {key} AS bucket, source, sum(clicks)::BIGINT, bool_and(is_final), any_value(run_id)
-        FROM ({merged}) GROUP BY bucket, source ORDER BY bucket
-    """
     zone = settings.billing_zone
+    first_day, last_day = billing_day(start_ms, zone), billing_day(end_ms - 1, zone)
+    params = {"ad_id": ad_id, "start_ms": start_ms, "end_ms": end_ms}
+    if granularity == "day":
+        params.update(first_day=first_day, last_day=last_day)
     with store.read() as cursor:
-        rows = cursor.execute(sql, {"ad_id": ad_id, "start_ms": start_ms, "end_ms": end_ms}).fetchall()
-        days = _day_sources(cursor, billing_day(start_ms, zone), billing_day(end_ms - 1, zone))
+        rows = cursor.execute(_SERIES_SQL[granularity], params).fetchall()
+        days = _day_sources(cursor, first_day, last_day)
     buckets = []
     for bucket, source, clicks, is_final, run_id in rows:
         bucket_start = day_bounds_ms(bucket, zone)[0] if granularity == "day" else bucket

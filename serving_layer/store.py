@@ -13,8 +13,9 @@ Tables:
 - ``late_clicks`` and ``late_counts``: the landed copy of the ``clicks-late``
   and ``late-click-counts`` topics.
 - ``batch_runs``: a copy of the batch layer's Delta table of the same name.
-- ``batch_minutes`` and ``batch_daily``: gold minute rows of closed days and
-  their per-day sums, both from the run named in ``closed_days``.
+- ``batch_minutes``, ``batch_hourly`` and ``batch_daily``: gold minute rows
+  of closed days and their sums per local hour and per day, all from the run
+  named in ``closed_days`` and written in one transaction.
 - ``closed_days``: billing days served from batch.
 """
 
@@ -99,6 +100,13 @@ CREATE TABLE IF NOT EXISTS batch_minutes (
     hour_start_ms BIGINT NOT NULL,
     clicks BIGINT NOT NULL,
     duplicates_removed BIGINT NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_hourly (
+    billing_day DATE NOT NULL,
+    ad_id VARCHAR NOT NULL,
+    hour_start_ms BIGINT NOT NULL,
+    clicks BIGINT NOT NULL,
     run_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batch_daily (
@@ -291,15 +299,19 @@ class ServingStore:
     def close_day(self, day: date, run_id: str, gold_minutes: pa.Table) -> int:
         """Serve ``day`` from batch run ``run_id``: replace its rows and mark it closed in one transaction.
 
-        ``gold_minutes`` may hold rows of other runs; only ``run_id``'s are
+        ``gold_minutes`` may contain rows of other runs; only ``run_id``'s are
         loaded. Return the number of minute rows loaded.
         """
         params = {**bucket_params(self.billing_timezone), "run_id": run_id}
         with self.write() as cursor:
             cursor.register("staged_gold_minutes", gold_minutes)
-            cursor.execute("DELETE FROM batch_minutes WHERE billing_day = ?", [day])
-            cursor.execute("DELETE FROM batch_daily WHERE billing_day = ?", [day])
+            _delete_batch_rows(cursor, day)
             cursor.execute(_INSERT_BATCH_MINUTES, params)
+            cursor.execute("""
+                INSERT INTO batch_hourly
+                SELECT billing_day, ad_id, hour_start_ms, sum(clicks), any_value(run_id)
+                FROM batch_minutes WHERE billing_day = ? GROUP BY ALL ORDER BY ad_id, hour_start_ms
+            """, [day])
             cursor.execute("""
                 INSERT INTO batch_daily
                 SELECT billing_day, ad_id, sum(clicks), sum(duplicates_removed), any_value(run_id)
@@ -319,13 +331,17 @@ class ServingStore:
     def reopen_day(self, day: date) -> None:
         """Serve ``day`` from the speed layer again, in one transaction."""
         with self.write() as cursor:
-            cursor.execute("DELETE FROM batch_minutes WHERE billing_day = ?", [day])
-            cursor.execute("DELETE FROM batch_daily WHERE billing_day = ?", [day])
+            _delete_batch_rows(cursor, day)
             cursor.execute("DELETE FROM closed_days WHERE billing_day = ?", [day])
 
     def closed_runs(self) -> dict[date, str]:
         with self.read() as cursor:
             return dict(cursor.execute("SELECT billing_day, run_id FROM closed_days").fetchall())
+
+
+def _delete_batch_rows(cursor: duckdb.DuckDBPyConnection, day: date) -> None:
+    for table in ("batch_minutes", "batch_hourly", "batch_daily"):
+        cursor.execute(f"DELETE FROM {table} WHERE billing_day = ?", [day])
 
 
 def _fold_counts(counts: list[dict]) -> list[dict]:

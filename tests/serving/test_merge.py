@@ -137,6 +137,12 @@ def test_recomputed_day_replaces_old_numbers(loaded) -> None:
     assert series_rows(loaded, "minute", "2026-11-30T23:58:00-05:00", "2026-12-01T00:00:00-05:00") == [
         ("2026-11-30T23:58:00-05:00", 2, "batch", True),
     ]
+    assert series_rows(loaded, "hour", "2026-11-30T23:00:00-05:00", "2026-12-01T00:00:00-05:00") == [
+        ("2026-11-30T23:00:00-05:00", 2, "batch", True),
+    ]
+    assert series_rows(loaded, "day", "2026-11-30T00:00:00-05:00", "2026-12-01T00:00:00-05:00") == [
+        ("2026-11-30T00:00:00-05:00", 2, "batch", True),
+    ]
     assert [a["clicks"] for a in queries.top_ads(loaded.store, loaded.settings, 4, 5)["ads"]] == [9]
     days = queries.billing(loaded.store, loaded.settings, CLOSED_DAY, CLOSED_DAY)["days"]
     assert days == [{"billing_day": "2026-11-30", "source": "batch", "closed": True, "run_id": second_run}]
