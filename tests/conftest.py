@@ -20,6 +20,8 @@ from shared_logic.settings import Settings, load_settings
 
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
+pytest_plugins = ["tests.spark_fixture"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
