@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the latest retained local checkpoint)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     args = parser.parse_args(argv)
+    # `kill -USR1 <pid>` dumps the Python stacks, for a job that seems stuck.
     faulthandler.register(signal.SIGUSR1)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

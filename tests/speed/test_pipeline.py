@@ -166,5 +166,5 @@ def test_quiet_stretch_causes_no_failure(timeline):
     assert timeline["checkpoints_during_quiet"] >= 2
     assert "RESTARTING" not in timeline["job_log"]
     failures = re.findall(r".*(?:Failed to trigger checkpoint|checkpoint \d+ .*(?:failed|declined|expired)).*",
-                          timeline["flink_log"], flags=re.IGNORECASE)
+                          timeline["flink_log_since_quiet"], flags=re.IGNORECASE)
     assert failures == []
