@@ -10,6 +10,7 @@ from dashboard import api
 from dashboard.api import DashboardConfig, ServingError
 from dashboard.ui import STATE_COLORS, STATE_DOMAIN, format_count, format_ms, serving_error_ui, state_of
 
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 MAX_CHART_HOURS = 24
 TOP_LIMIT_CHOICES = [5, 10, 20, 50]
@@ -56,28 +57,38 @@ def top_ads_ui(top: dict, zone: str) -> None:
     st.dataframe(frame, hide_index=True, key="top_ads")
 
 
-def minute_frame(series: dict) -> pd.DataFrame:
+def local_time(epoch_ms: int, zone: str) -> pd.Timestamp:
+    """Return the wall-clock time of ``zone`` without an offset, which Vega-Lite draws as it is."""
+    return pd.Timestamp(epoch_ms, unit="ms", tz="UTC").tz_convert(zone).tz_localize(None)
+
+
+def minute_frame(series: dict, zone: str) -> pd.DataFrame:
     """Turn the API's minute buckets into one row per minute, in the billing zone's wall-clock time."""
     rows = [{
-        # The first 19 characters are the local date and time without the offset; Vega-Lite
-        # draws such values as they are, so the axis reads in the billing zone.
-        "minute": pd.Timestamp(bucket["bucket_start"][:19]),
+        "minute": local_time(bucket["bucket_start_ms"], zone),
+        "minute_end": local_time(bucket["bucket_end_ms"], zone),
         "clicks": bucket["clicks"],
         "state": state_of(bucket["is_final"]),
         "source": bucket["source"],
     } for bucket in series["buckets"]]
-    return pd.DataFrame(rows, columns=["minute", "clicks", "state", "source"])
+    return pd.DataFrame(rows, columns=["minute", "minute_end", "clicks", "state", "source"])
 
 
 def minute_chart_ui(series: dict, hours: int, zone: str) -> None:
     st.subheader(f"Clicks per minute of {series['ad_id']}, last {hours} h")
-    frame = minute_frame(series)
+    frame = minute_frame(series, zone)
     if frame.empty:
         st.info(f"Ad {series['ad_id']} has no clicks in the last {hours} hours of event time.")
         return
     chart = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("minute:T", title=f"minute ({zone})"),
+        # Each bar spans its minute, over the whole requested span, so gaps read as minutes without clicks.
+        x=alt.X("minute:T", title=f"minute ({zone})",
+                scale=alt.Scale(domain=[local_time(series["start_ms"], zone).isoformat(),
+                                        local_time(series["end_ms"], zone).isoformat()]),
+                axis=alt.Axis(format="%d %b %H:%M", tickMinStep=MINUTE_MS)),
+        x2="minute_end:T",
         y=alt.Y("clicks:Q", title="clicks"),
+        y2=alt.datum(0),
         color=alt.Color("state:N", title="state", scale=alt.Scale(domain=STATE_DOMAIN, range=STATE_COLORS)),
         tooltip=[alt.Tooltip("minute:T", format="%Y-%m-%d %H:%M"), "clicks:Q", "state:N", "source:N"],
     )

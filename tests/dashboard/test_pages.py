@@ -83,8 +83,9 @@ def test_live_page_click_counts_match_status(api) -> None:
     assert metric(app, "Late clicks (speed layer)") == str(status["speed"]["late_clicks"])
     assert metric(app, "Duplicates removed (batch)") == str(status["batch"]["duplicates_removed"])
     assert metric(app, "Rejected clicks (in topic)") == str(status["health"]["rejected_clicks_in_topic"])
-    assert [metric(app, label) for label in ("Late clicks (speed layer)", "Duplicates removed (batch)",
-                                             "Rejected clicks (in topic)")] == ["1", "1", "2"]
+    # The browser test adds rejected clicks, so only late clicks and duplicates have fixed values.
+    assert metric(app, "Late clicks (speed layer)") == "1"
+    assert metric(app, "Duplicates removed (batch)") == "1"
 
 
 def test_live_chart_marks_final_and_provisional(api) -> None:
