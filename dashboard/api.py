@@ -1,9 +1,9 @@
 """A small read-only client of the serving API, and the cached loaders the pages call.
 
 Every loader takes the API's base URL and the request timeout as
-parameters, so both are part of its cache key: two dashboards pointed at
-different APIs never share a cached answer. Failed requests raise and are
-not cached, so the next rerun asks the API again.
+parameters, so both are part of its cache key and two dashboards pointed
+at different APIs never share a cached response. A failed request raises,
+and Streamlit caches no exception, so the next rerun requests it again.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ _failures_by_url: dict[str, int] = {}
 
 
 class ServingError(RuntimeError):
-    """A request to the serving API that returned no usable answer."""
+    """A request to the serving API that returned no usable response."""
 
 
 class ServingUnavailable(ServingError):
-    """The serving API did not answer, timed out or failed with a server error."""
+    """The serving API refused the connection, timed out or failed with a server error (HTTP 5xx)."""
 
 
 class ServingRejected(ServingError):
@@ -49,7 +49,7 @@ class ServingRejected(ServingError):
 
 @dataclass(frozen=True)
 class DashboardConfig:
-    """Where the dashboard reads from, and how long it waits and how often it refreshes."""
+    """The dashboard's view of the settings: service URLs, request timeout and refresh interval."""
 
     serving_url: str
     collector_url: str
@@ -92,29 +92,28 @@ def _record_failure(url: str, reason: str) -> None:
 def get_json(base_url: str, path: str, params: dict | None, timeout_s: float) -> dict:
     """GET ``base_url + path`` and return the decoded JSON body.
 
-    Raises ``ServingUnavailable`` when nothing answers, the request times
-    out or the API fails (5xx), and ``ServingRejected`` on a 4xx answer.
+    Raises ``ServingUnavailable`` when the connection fails, the request times
+    out or the API fails (5xx), and ``ServingRejected`` on a 4xx response.
     """
     url = base_url + path
     try:
         response = requests.get(url, params=params, timeout=timeout_s)
     except requests.Timeout as exc:
         _record_failure(url, str(exc))
-        raise ServingUnavailable(f"the serving API at {base_url} did not answer {path} within "
-                                 f"{timeout_s:g} s") from exc
+        raise ServingUnavailable(f"the request {path} to {base_url} timed out after {timeout_s:g} s") from exc
     except requests.ConnectionError as exc:
         _record_failure(url, str(exc))
-        raise ServingUnavailable(f"the serving API at {base_url} does not answer (connection failed)") from exc
+        raise ServingUnavailable(f"the connection to {base_url} failed (refused or unreachable)") from exc
     if response.status_code >= 500:
         _record_failure(url, f"HTTP {response.status_code}: {response.text[:200]}")
-        raise ServingUnavailable(f"the serving API at {base_url} failed on {path} with HTTP "
-                                 f"{response.status_code}; its log says why")
+        raise ServingUnavailable(f"the request {path} to {base_url} failed with HTTP "
+                                 f"{response.status_code}; the log of `adclick serve` has the cause")
     try:
         body = response.json()
     except ValueError as exc:
         _record_failure(url, f"HTTP {response.status_code} with a body that is not JSON")
-        raise ServingUnavailable(f"{url} answered HTTP {response.status_code} with a body that is not JSON; "
-                                 "is another program listening on that port?") from exc
+        raise ServingUnavailable(f"the response of {url} (HTTP {response.status_code}) is not JSON; "
+                                 "check that the port belongs to `adclick serve`") from exc
     if response.status_code >= 400:
         message = body.get("message", response.text) if isinstance(body, dict) else response.text
         raise ServingRejected(response.status_code, message)
@@ -157,20 +156,24 @@ class Probe:
 
     service: str
     url: str
-    answers: bool
+    responds: bool
     detail: str
     body: dict | None = None
 
 
 @st.cache_data(ttl=LIVE_CACHE_TTL_S, show_spinner=False)
 def probe_service(service: str, url: str, timeout_s: float) -> Probe:
-    """GET a health endpoint and report whether it answered 200 with JSON; never raises."""
+    """GET a health endpoint and report whether it responded with HTTP 200 and a JSON body.
+
+    Connection failures, timeouts and bodies that are not JSON become a ``Probe`` with
+    ``responds=False``; other ``requests`` errors (an invalid URL) propagate.
+    """
     try:
         response = requests.get(url, timeout=timeout_s)
     except requests.Timeout:
-        return Probe(service, url, False, f"no answer within {timeout_s:g} s")
+        return Probe(service, url, False, f"timed out after {timeout_s:g} s")
     except requests.ConnectionError:
-        return Probe(service, url, False, "connection failed: nothing listens there")
+        return Probe(service, url, False, "connection failed (refused or unreachable)")
     try:
         body = response.json()
     except ValueError:

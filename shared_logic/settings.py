@@ -112,7 +112,7 @@ class Settings:
 
     # Dashboard: the address Streamlit listens on, how often the Live page
     # reloads its data, and how long one request to the serving API or one
-    # health probe of a service may take before it counts as not answering.
+    # health probe of a service may take before it counts as timed out.
     dashboard_host: str = "127.0.0.1"
     dashboard_refresh_interval_s: float = 5.0
     dashboard_request_timeout_s: float = 5.0

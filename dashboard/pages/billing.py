@@ -59,7 +59,7 @@ def totals_ui(frame: pd.DataFrame) -> None:
 
 
 def days_ui(billing: dict) -> None:
-    """Show which layer answers for each day, so a missing row of a closed day reads as zero."""
+    """Show which layer each day's counts come from, so a missing row of a closed day reads as zero."""
     frame = pd.DataFrame([{"billing_day": day["billing_day"],
                            "state": AUTHORITATIVE if day["closed"] else PROVISIONAL,
                            "run_id": day["run_id"]} for day in billing["days"]],

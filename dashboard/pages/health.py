@@ -1,4 +1,4 @@
-"""Health: whether each service answers, speed-layer freshness and lag, and the latest batch run per day."""
+"""Health: whether each service responds, speed-layer freshness and lag, and the latest batch run per day."""
 
 from __future__ import annotations
 
@@ -26,21 +26,21 @@ def probes(config: DashboardConfig) -> list[Probe]:
 
 def services_ui(results: list[Probe], status: dict | None) -> None:
     st.subheader("Services")
-    rows = [{"service": probe.service, "answers": "yes" if probe.answers else "no", "detail": probe.detail,
+    rows = [{"service": probe.service, "responds": "yes" if probe.responds else "no", "detail": probe.detail,
              "url": probe.url} for probe in results]
     if status is not None:
         health = status["health"]
         alive = health["ingest_thread_alive"]
         detail = health["last_error"] or f"{health['records_applied']:,} records applied"
-        rows.append({"service": "serving ingest (Kafka and Delta)", "answers": "yes" if alive else "no",
+        rows.append({"service": "serving ingest (Kafka and Delta)", "responds": "yes" if alive else "no",
                      "detail": f"status {health['status']}: {detail}", "url": "-"})
-    frame = pd.DataFrame(rows, columns=["service", "answers", "detail", "url"])
+    frame = pd.DataFrame(rows, columns=["service", "responds", "detail", "url"])
     st.dataframe(frame, hide_index=True, key="services")
-    down = [row["service"] for row in rows if row["answers"] == "no"]
+    down = [row["service"] for row in rows if row["responds"] == "no"]
     if down:
-        st.warning(f"Not answering: {', '.join(down)}.")
+        st.warning(f"Not responding: {', '.join(down)}.")
     else:
-        st.success("Every service answers.")
+        st.success("Every service responds.")
 
 
 def speed_ui(status: dict, zone: str, now_ms: int) -> None:
@@ -51,7 +51,7 @@ def speed_ui(status: dict, zone: str, now_ms: int) -> None:
     freshness = "-" if computed is None else f"{max(0, now_ms - computed) / 1000:,.0f} s"
     columns = st.columns(4)
     columns[0].metric("Age of the latest count", freshness,
-                      help="Wall-clock time since the speed layer computed the newest count the store holds.")
+                      help="Wall-clock time since the speed layer computed the newest count in the serving store.")
     columns[1].metric("Consumer lag (records)", format_count(health["consumer_lag"]),
                       help="Records in the speed layer's topics that the serving API has not read yet.")
     columns[2].metric("Provisional minute rows", format_count(speed["provisional_minute_rows"]))
@@ -65,7 +65,7 @@ def speed_ui(status: dict, zone: str, now_ms: int) -> None:
         {"measure": "minute rows held", "value": format_count(speed["minute_rows"])},
     ], columns=["measure", "value"])
     st.dataframe(details, hide_index=True, key="speed_details")
-    # NOTE: the serving API only knows the watermark carried by late clicks, so
+    # NOTE: the serving API stores only the watermark carried by late clicks, so
     # this value stays empty until the first late click arrives.
     st.caption("The counts topic carries no watermark; the one shown is the speed layer's watermark when it "
                "routed the latest late click.")

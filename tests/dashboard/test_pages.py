@@ -242,9 +242,9 @@ def test_health_page_reports_each_service(api) -> None:
     app = run_page("pages/health.py")
 
     services = dataframe_after(app, "Services")
-    answers = dict(zip(services["service"], services["answers"]))
-    assert answers["serving API"] == "yes"
-    assert answers["serving ingest (Kafka and Delta)"] == "yes"
-    # The tests start no collector, so it and the Kafka check through it do not answer.
-    assert answers["collector"] == "no"
-    assert answers["Kafka, as the collector sees it"] == "no"
+    responds = dict(zip(services["service"], services["responds"]))
+    assert responds["serving API"] == "yes"
+    assert responds["serving ingest (Kafka and Delta)"] == "yes"
+    # The tests start no collector, so it and the Kafka check through it do not respond.
+    assert responds["collector"] == "no"
+    assert responds["Kafka, as the collector sees it"] == "no"

@@ -16,7 +16,7 @@ PAGES = [None, "pages/billing.py", "pages/reconciliation.py", "pages/health.py"]
 
 @pytest.fixture
 def silent_port():
-    """Return a port that accepts connections but never answers, like a hung server."""
+    """Return a port that accepts connections but never sends a response, like a hung server."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
@@ -25,7 +25,7 @@ def silent_port():
 
 @pytest.fixture(params=["stopped", "hanging"])
 def unavailable_api(request, dashboard_environ, monkeypatch) -> str:
-    """Point the dashboard at a serving API that is stopped or that never answers; return the case."""
+    """Point the dashboard at a serving API that is stopped or never responds; return the case."""
     if request.param == "stopped":
         port = free_port()
     else:
@@ -46,7 +46,7 @@ def test_page_shows_serving_unavailable(unavailable_api, page) -> None:
     assert len(errors) == 1, errors
     assert errors[0].startswith("Serving API unavailable")
     assert "adclick serve" in errors[0]
-    expected = "did not answer" if unavailable_api == "hanging" else "connection failed"
+    expected = "timed out" if unavailable_api == "hanging" else "connection to"
     assert expected in errors[0]
     assert not app.dataframe or page == "pages/health.py"
 
@@ -56,7 +56,7 @@ def test_health_lists_serving_api_down(unavailable_api) -> None:
     app.switch_page("pages/health.py").run()
 
     services = app.dataframe[0].value
-    answers = dict(zip(services["service"], services["answers"]))
-    assert answers["serving API"] == "no"
-    assert "serving ingest (Kafka and Delta)" not in answers
+    responds = dict(zip(services["service"], services["responds"]))
+    assert responds["serving API"] == "no"
+    assert "serving ingest (Kafka and Delta)" not in responds
     assert any("serving API" in item.value for item in app.warning)
