@@ -9,8 +9,9 @@ since ``airflow_first_billing_day`` gets its run, and at most
 Each run waits until raw landing has caught up past the day's end plus
 ``airflow_day_end_grace_s``, recomputes the day and then every dirty day
 (days that received late clicks), checks the gold totals and writes the
-reconciliation report. Recomputing replaces a day's rows, so running a day
-again, as a backfill does, changes no total.
+reconciliation report. Backfill runs skip the dirty-day pass, so a backfill
+recomputes each of its days once. Recomputing replaces a day's rows, so
+running a day again changes no total.
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ with DAG(
         max_active_tis_per_dag=1,
     )
 
+    @task.short_circuit(task_id="dirty_pass_due", ignore_downstream_trigger_rules=False)
+    def dirty_pass_due(**context) -> bool:
+        """Return False for a backfill run, which recomputes only its own day."""
+        run_type = context["dag_run"].run_type
+        logger.info("Dirty-day pass: run_id=%s run_type=%s", context["run_id"], run_type)
+        return run_type != "backfill"
+
     recompute_dirty_days = BatchJobSubmitOperator(
         task_id="recompute_dirty_days",
         job_file=RECOMPUTE_JOB,
@@ -97,7 +105,8 @@ with DAG(
         max_active_tis_per_dag=1,
     )
 
-    @task(task_id="check_results")
+    # none_failed: the check also runs when a backfill skipped the dirty-day pass.
+    @task(task_id="check_results", trigger_rule="none_failed")
     def check_results(billing_day: str, **context) -> dict:
         """Fail the run when the day's gold totals and batch_runs row disagree."""
         from dags.common.delta_reads import check_day_results
@@ -119,6 +128,7 @@ with DAG(
     (
         wait_for_landing(billing_day)
         >> recompute_day
+        >> dirty_pass_due()
         >> recompute_dirty_days
         >> check_results(billing_day)
         >> reconciliation_report(billing_day)

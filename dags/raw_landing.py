@@ -16,7 +16,6 @@ from datetime import timedelta
 from airflow.sdk import DAG, task
 
 from dags.common.config import dag_settings, default_task_args, first_billing_day_start
-from dags.common.delta_reads import record_landing_progress
 from dags.common.spark import BatchJobSubmitOperator
 
 DAG_ID = "raw_landing"
@@ -55,6 +54,8 @@ with DAG(
     @task(task_id="record_progress")
     def record_progress(started_ms: int, **context) -> int:
         """Store that everything ingested before this run started is in bronze."""
+        from dags.common.delta_reads import record_landing_progress
+
         stored = record_landing_progress(dag_settings(), started_ms)
         logger.info("Landing progress: dag_id=%s run_id=%s landed_through_ms=%s",
                     DAG_ID, context["run_id"], stored)

@@ -1,9 +1,10 @@
 """The reconciliation report task: ``adclick report reconcile --day`` in a child process.
 
 The serving layer's command writes a CSV and an HTML report of speed-layer
-against batch totals under ``reports_dir`` and exits non-zero when it flags
-rows. Flagged rows are a finding for an operator, not a failed run, so the
-task logs them and succeeds; it fails when the command writes no report.
+against batch totals under ``reports_dir``. It exits with 0 when every
+difference is explained, 1 when it flags ads and 2 when it cannot build the
+report. Flagged ads are a finding for an operator, not a failed run, so the
+task logs a warning and succeeds. Any other exit code fails the task.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shared_logic.settings import PROJECT_ROOT, Settings
 logger = logging.getLogger(__name__)
 
 OUTPUT_TAIL_CHARS = 4_000
+EXIT_CLEAN, EXIT_FLAGGED = 0, 1
 
 
 class ReportError(RuntimeError):
@@ -39,12 +41,12 @@ def write_reconciliation_report(settings: Settings, day: date, run_id: str) -> d
     )
     output = (completed.stdout + completed.stderr)[-OUTPUT_TAIL_CHARS:]
     reports = _reports_written_since(settings.reports_dir, day, started)
-    if not reports:
+    if completed.returncode not in (EXIT_CLEAN, EXIT_FLAGGED) or not reports:
         raise ReportError(
-            f"`{' '.join(command[2:])}` exited with {completed.returncode} and wrote no report "
-            f"for {day} under {settings.reports_dir}; output: {output}"
+            f"`{' '.join(command[2:])}` failed with exit code {completed.returncode} and wrote "
+            f"{len(reports)} report file(s) for {day} under {settings.reports_dir}; output: {output}"
         )
-    flagged = completed.returncode != 0
+    flagged = completed.returncode == EXIT_FLAGGED
     if flagged:
         logger.warning("Reconciliation flagged rows: run_id=%s billing_day=%s reports=%s output=%s",
                        run_id, day, [str(path) for path in reports], output)

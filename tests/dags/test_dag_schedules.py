@@ -53,11 +53,12 @@ def test_billing_nightly_schedule(dags):
 
 def test_billing_nightly_task_order(dags):
     dag = dags["billing_nightly"]
-    order = ["resolve_billing_day", "wait_for_landing", "recompute_day",
+    order = ["resolve_billing_day", "wait_for_landing", "recompute_day", "dirty_pass_due",
              "recompute_dirty_days", "check_results", "reconciliation_report"]
 
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} >> {downstream}"
+    assert dag.get_task("check_results").trigger_rule == "none_failed"
 
 
 @pytest.mark.parametrize("dag_id", ["raw_landing", "billing_nightly"])
