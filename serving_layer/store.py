@@ -123,6 +123,13 @@ CREATE TABLE IF NOT EXISTS closed_days (
     minute_rows BIGINT NOT NULL,
     billable_clicks BIGINT NOT NULL
 );
+-- Single-column ART indexes let DuckDB look up one ad's rows instead of
+-- scanning: speed minutes arrive in time order, and the hourly and daily
+-- sums are far fewer rows than minutes. batch_minutes has none because it is
+-- sorted by day and ad, so its zone maps already skip other ads' row groups.
+CREATE INDEX IF NOT EXISTS speed_minutes_ad_id ON speed_minutes (ad_id);
+CREATE INDEX IF NOT EXISTS batch_hourly_ad_id ON batch_hourly (ad_id);
+CREATE INDEX IF NOT EXISTS batch_daily_ad_id ON batch_daily (ad_id);
 CREATE TABLE IF NOT EXISTS store_meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL

@@ -1,7 +1,7 @@
 """Inputs for serving tests: batch-layer Delta tables and transactional speed-layer records.
 
-The Delta tables follow the batch layer's published schema exactly; hourly
-and daily gold rows are rolled up from the given minutes with the shared
+The Delta tables follow the batch layer's published schema exactly. Hourly
+and daily gold rows are summed from the given minutes with the shared
 time-bucket rules, as the batch layer does.
 """
 
