@@ -119,6 +119,9 @@ def test_serve_killed_and_restarted_gives_identical_results(kafka_settings) -> N
         status = _wait_for(base_url, process, lambda s: s["speed"]["minute_rows"] == 5
                            and s["health"]["consumer_lag"] == 0 and s["health"]["lag_measured_at_ms"])
         after_restart = _query_all(base_url)
+        report_command = start_adclick(settings, "report", "reconcile", "--day", CLOSED_DAY.isoformat(),
+                                       log_name="report-reconcile")
+        report_exit_code = report_command.wait(timeout=60)
     finally:
         stop(process)
 
@@ -138,3 +141,8 @@ def test_serve_killed_and_restarted_gives_identical_results(kafka_settings) -> N
     assert after_restart["series"][:2] == before_kill["series"][:2]
     assert [(a["ad_id"], a["clicks"]) for a in after_restart["top"]] == [("ad-1", 19)]
     assert status["health"]["records_applied"] == 2
+    # Speed 12 against batch 13 for ad-1, 10 against 9 for ad-2, with no known reason: both flagged.
+    assert report_exit_code == 1
+    report_csv = (settings.reports_dir / "reconciliation-2026-11-30.csv").read_text()
+    assert report_csv.count(",True\n") == 2
+    assert "no serving process responds" not in settings.path("logs", "report-reconcile.log").read_text()
