@@ -25,6 +25,12 @@ def start_adclick(settings: Settings, *args: str, log_name: str) -> subprocess.P
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def run_adclick(settings: Settings, *args: str, timeout_s: float = 600.0) -> None:
+    """Run ``adclick ARGS`` with ``settings`` to completion; raise if it fails."""
+    env = {**os.environ, **settings.to_environ()}
+    subprocess.run([ADCLICK, *args], env=env, cwd=PROJECT_ROOT, check=True, timeout=timeout_s)
+
+
 def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
