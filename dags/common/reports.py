@@ -32,6 +32,9 @@ class ReportError(RuntimeError):
 
 def write_reconciliation_report(settings: Settings, day: date, run_id: str) -> dict[str, Any]:
     """Run the reconciliation command for ``day`` and return its report files and status."""
+    # NOTE: the command reads batch counts from the serving store, which only a
+    # running `adclick serve` (its BatchLoader) fills. Without it the command
+    # exits with 2 ("no successful batch run loaded yet") and this task fails.
     started = time.time()
     command = [sys.executable, "-m", "infra.cli", "report", "reconcile", "--day", day.isoformat()]
     completed = subprocess.run(
