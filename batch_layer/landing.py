@@ -57,7 +57,7 @@ def to_raw_clicks(kafka_records: DataFrame) -> DataFrame:
     """Parse Kafka records into rows of ``raw_clicks``.
 
     A value that is not a JSON object still lands, with null click fields,
-    so the raw table holds every record of the topic.
+    so the raw table contains every record of the topic.
     """
     click = F.from_json(F.col("value").cast("string"), CLICK_RECORD_SCHEMA).alias("click")
     event_time_ms: Column = F.col("click.event_time_ms")

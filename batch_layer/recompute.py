@@ -73,7 +73,7 @@ def deduplicate(raw_day: DataFrame, settings: Settings, day: date) -> DataFrame:
     """
     # NOTE: copies of one client click id whose event times fall on different
     # billing days are deduplicated within each day only, because a run reads
-    # one day; the speed layer keeps ids for dedup_ttl_s instead.
+    # one day. The speed layer keeps ids for dedup_ttl_s instead.
     has_id = ~(F.col("click_id").isNull() | (F.trim("click_id") == ""))
     dedup_key = F.when(has_id, F.col("click_id")).otherwise(
         F.format_string("\u0000no-id:%d:%d", "kafka_partition", "kafka_offset"))
@@ -176,7 +176,7 @@ def _recompute_claimed_day(spark: SparkSession, settings: Settings, day: date, r
     zone = settings.billing_timezone
     versions: dict[str, int] = {}
 
-    # Source: the day's raw clicks at one pinned version, so every step sees the same rows.
+    # Source: the day's raw clicks at one pinned version, so every step reads the same rows.
     versions[RAW_CLICKS] = latest_version(spark, settings, RAW_CLICKS)
     raw_day = read_raw_day(spark, settings, day, versions[RAW_CLICKS])
     input_rows, max_ingest_time_ms, offsets = summarize_input(raw_day)

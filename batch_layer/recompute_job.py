@@ -18,7 +18,7 @@ from shared_logic.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Exit code when another run holds the day, so a scheduler can retry later.
+# Exit code when another run has claimed the day, so a scheduler can retry later.
 EXIT_DAY_CLAIMED = 3
 
 

@@ -3,9 +3,9 @@
 A run first claims its billing day by inserting a 'running' row with a MERGE
 that inserts only when no unexpired 'running' row exists for that day. The
 table is partitioned by billing day, so claims for different days touch
-different files and never conflict. Two claims for the same day either see
+different files and never conflict. Two claims for the same day either find
 each other's row or conflict in Delta's optimistic concurrency check, which
-fails the later commit; so only one run of a day writes its tables.
+fails the later commit. So only one run of a day writes its tables.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batch_layer.tables import BATCH_RUNS, BATCH_RUNS_SCHEMA, RAW_CLICKS, ensure_tables, table_path
+from batch_layer.tables import (BATCH_RUNS, BATCH_RUNS_SCHEMA, CONCURRENT_MODIFICATION_ERRORS, RAW_CLICKS,
+                                ensure_tables, table_path)
 from shared_logic import spark_rules
 from shared_logic.settings import Settings
 from shared_logic.time_buckets import day_bounds_ms
@@ -33,7 +33,7 @@ MAX_ERROR_LENGTH = 4_000
 
 
 class DayAlreadyClaimed(RuntimeError):
-    """Another run of the same billing day holds it."""
+    """Another run of the same billing day has claimed it and is still running."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def claim_day(spark: SparkSession, settings: Settings, day: date, run_id: str, s
     """Insert the 'running' row of ``run_id``, or raise DayAlreadyClaimed.
 
     A 'running' row older than ``recompute_lease_s`` belongs to a run that
-    crashed without recording its end, and no longer holds the day.
+    crashed without recording its end, and its claim has expired.
     """
     claim = spark.createDataFrame(
         [(run_id, day, RUNNING, started_at_ms, None, None, None, None, None, None, None,
@@ -77,7 +77,7 @@ def claim_day(spark: SparkSession, settings: Settings, day: date, run_id: str, s
                    .whenNotMatchedInsertAll()
                    .execute()
                    .first())
-    except DeltaConcurrentModificationException as exc:
+    except CONCURRENT_MODIFICATION_ERRORS as exc:
         raise DayAlreadyClaimed(
             f"run {run_id}: another run claimed billing day {day} at the same time; "
             f"wait for it to end, then run again ({type(exc).__name__})") from exc
@@ -88,7 +88,7 @@ def claim_day(spark: SparkSession, settings: Settings, day: date, run_id: str, s
                    .select("run_id").collect())
         holder_ids = ", ".join(sorted(row["run_id"] for row in holders))
         raise DayAlreadyClaimed(
-            f"run {run_id}: billing day {day} is held by running run {holder_ids}; wait for it "
+            f"run {run_id}: billing day {day} is claimed by running run {holder_ids}; wait for it "
             f"to end, or after recompute_lease_s ({settings.recompute_lease_s} s) it is taken as crashed")
     logger.info("run %s claimed billing day %s", run_id, day)
 
@@ -130,14 +130,14 @@ def read_runs(spark: SparkSession, settings: Settings) -> DataFrame:
 def dirty_days(spark: SparkSession, settings: Settings, closed_before_ms: int | None = None) -> list[date]:
     """Return the billing days whose raw clicks arrived after their last successful run.
 
-    A day is dirty when ``raw_clicks`` has a row of that day (in the billing
-    time zone) with an ingest time later than the ``max_ingest_time_ms`` of the
-    day's last successful run under the same zone, or when it has no such run.
+    A day (in the billing time zone) is dirty when ``raw_clicks`` has a row
+    of that day ingested after the ``max_ingest_time_ms`` of the day's last
+    successful run under the same zone. A day with no such run is dirty too.
     With ``closed_before_ms``, only days that ended by then are returned.
     """
-    # NOTE: this scans event_time_ms and ingest_time_ms of the whole raw table;
-    # a large raw table would want the scan limited to Delta versions committed
-    # since the oldest successful run.
+    # NOTE: this scans event_time_ms and ingest_time_ms of the whole raw table.
+    # A large raw table would want the scan limited to the Delta versions
+    # committed since the oldest successful run.
     ensure_tables(spark, settings, (RAW_CLICKS, BATCH_RUNS))
     zone = settings.billing_timezone
     raw_days = (

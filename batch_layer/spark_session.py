@@ -52,9 +52,8 @@ def spark_submit_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         # Tasks used to rebuild a Delta snapshot from its log (Delta's default is 50).
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
-        # delta-rs 1.6, which the serving layer reads with, is kept off table
-        # features it may not read; deletion vectors are the one Delta 4.4
-        # would otherwise add on UPDATE and MERGE.
+        # The serving layer reads with delta-rs 1.6, so new tables get no
+        # deletion vectors, which UPDATE and MERGE could otherwise add.
         "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
         # Every replaceWhere write of the batch layer sets the partition column
         # to the replaced day itself, so Delta's extra pass to check that is skipped.

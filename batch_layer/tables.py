@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from delta.exceptions import DeltaConcurrentModificationException
+from delta import exceptions as delta_errors
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (DateType, IntegerType, LongType, MapType, StringType, StructField,
@@ -100,6 +100,19 @@ TABLES = {
 
 TABLE_PROPERTIES = {"delta.enableDeletionVectors": "false"}
 
+# Delta's optimistic-concurrency conflicts. In delta-spark 4.4 the raised
+# classes derive from these, but not from DeltaConcurrentModificationException.
+CONCURRENT_MODIFICATION_ERRORS = (
+    delta_errors.DeltaConcurrentModificationException,
+    delta_errors.ConcurrentWriteException,
+    delta_errors.ConcurrentAppendException,
+    delta_errors.ConcurrentDeleteReadException,
+    delta_errors.ConcurrentDeleteDeleteException,
+    delta_errors.ConcurrentTransactionException,
+    delta_errors.MetadataChangedException,
+    delta_errors.ProtocolChangedException,
+)
+
 
 def table_path(settings: Settings, table: str) -> Path:
     return settings.path("delta", table)
@@ -115,7 +128,7 @@ def ensure_table(spark: SparkSession, settings: Settings, table: str) -> DeltaTa
         builder = builder.property(key, value)
     try:
         delta_table = builder.execute()
-    except DeltaConcurrentModificationException:
+    except CONCURRENT_MODIFICATION_ERRORS:
         # Another job created it between the existence check and the commit.
         logger.info("table %s was created concurrently at %s", table, path)
         delta_table = DeltaTable.forPath(spark, path)
@@ -132,7 +145,7 @@ def ensure_tables(spark: SparkSession, settings: Settings, tables=None) -> None:
 
 
 # Paths of tables this process created or found, so that each run does not
-# check them again; a table deleted behind a running process is not noticed.
+# check them again. A table deleted while the process runs is not noticed.
 _known_tables: set[str] = set()
 
 

@@ -57,7 +57,7 @@ def _hashable(row: dict) -> tuple:
 
 
 def assert_rows_equal(actual: Any, expected: Iterable[dict], columns: list[str] | None = None) -> None:
-    """Assert that a DataFrame (or rows) holds exactly ``expected``, in any order.
+    """Assert that a DataFrame (or rows) contains exactly ``expected``, in any order.
 
     With ``columns``, only those columns are compared. The failure message
     shows both sides, sorted, and the rows only one side has.
