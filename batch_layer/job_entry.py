@@ -17,5 +17,6 @@ def run_job(description: str, add_arguments: Callable[[argparse.ArgumentParser],
     parser = argparse.ArgumentParser(description=description)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # force: under spark-submit, PySpark may have configured the root logger already.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     return run(args, load_settings())

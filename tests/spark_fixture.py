@@ -39,6 +39,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
             "spark.default.parallelism": "2",
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.databricks.delta.snapshotPartitions": "2",
+            # Adaptive execution splits every shuffle into its own job, which
+            # only adds overhead on the few rows of a test.
+            "spark.sql.adaptive.enabled": "false",
         },
     )
     yield session

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 from pyspark.sql import functions as F
 
 from batch_layer.landing import run_landing
@@ -21,6 +19,7 @@ from batch_layer.tables import CLICKS_DEDUPED, GOLD_DAILY, RAW_CLICKS, table_pat
 from shared_logic.settings import Settings
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
 from tests.spark_fixture import assert_rows_equal
+from tests.speed.helpers import produce
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAY_START_MS = parse_timestamp_ms("2026-12-04T00:00:00Z")
@@ -37,17 +36,6 @@ def click_record(click_id: str, ad_id: str, event_time_ms: int) -> dict:
             "timestamp": format_utc_ms(event_time_ms), "event_time_ms": event_time_ms,
             "click_id_source": "client", "attributes": {"country": "DE", "rank": 3, "new": True},
             "received_at_ms": event_time_ms + 50}
-
-
-def produce(settings: Settings, records: list[dict], partition: int | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
-    try:
-        for record in records:
-            producer.send(settings.topic_clicks, key=record["ad_id"].encode(),
-                          value=json.dumps(record).encode(), partition=partition)
-        producer.flush()
-    finally:
-        producer.close()
 
 
 def raw_table(spark, settings: Settings):
