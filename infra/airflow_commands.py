@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         airflow.migrate()
         airflow.start()
-        print(f"Airflow UI: {airflow.base_url}  (DAGs from {settings_dags_folder()})")
+        print(f"Airflow UI: {airflow.base_url}  (DAGs from {DAGS_FOLDER})")
         print(f"Log in as 'admin' with the password in {airflow.password_file}")
         print(f"Component logs: {airflow.home / 'run'}; stop with Ctrl-C")
         stop_requested.wait()
