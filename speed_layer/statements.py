@@ -77,6 +77,11 @@ def _exactly_once_options(settings: Settings, sink_name: str) -> str:
 def source_ddl(settings: Settings) -> str:
     """The clicks topic as a table with event time and the delayed watermark."""
     watermark_delay_ms = (settings.out_of_orderness_s + settings.allowed_lateness_s) * 1000
+    # NOTE: Flink marks a partition idle after idle-timeout without a record,
+    # even when it still has unread records. While reading a backlog, such a
+    # partition's clicks can then be routed as too late, so the timeout must
+    # exceed the longest gap between records of a partition that is catching
+    # up (see "Idleness while reading a backlog" in speed_layer/README.md).
     return f"""
     CREATE TABLE {SOURCE_TABLE} (
       click_id STRING,
@@ -162,9 +167,14 @@ def view_ddl(settings: Settings) -> list[str]:
     """The pipeline's views: deduplicate, then split on-time from too-late clicks."""
     minute_start = minute_start_sql("event_time_ms")
     closed = window_closed_sql("event_time_ms", "CURRENT_WATERMARK(event_time)")
-    # Both filters run in operators chained to the deduplication, so they see
-    # the same watermark for a given click and every click takes exactly one
-    # branch.
+    # The on-time filter of the counts and the too-late filter of the late
+    # counts run chained to one deduplication operator, so they see the same
+    # watermark for a given click and every click takes exactly one of them.
+    # NOTE: the planner gives the clicks-late INSERT its own deduplication and
+    # filter (it needs all columns, the other INSERTs fewer), and that
+    # operator sees the watermark at other moments. While the watermark jumps,
+    # for example when a partition is marked idle during a backlog, a click
+    # can be in late-click-counts but not in clicks-late, or the other way.
     return [
         f"""
         CREATE TEMPORARY VIEW deduplicated_clicks AS

@@ -9,6 +9,7 @@ import pytest
 
 from shared_logic.time_buckets import minute_start_ms
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
+from tests.kafka_helpers import read_topic
 from tests.speed.helpers import SpeedJob, click, latest_by_key, produce, speed_test_settings, wait_until
 
 START_MS = parse_timestamp_ms("2026-01-01T12:00:00Z")
@@ -21,24 +22,34 @@ def make_clicks(first: int, count: int, start_ms: int, span_ms: int) -> list[dic
             for index in range(count)]
 
 
-# NOTE: this failed in its first run: after the restart some minute-M0 counts
-# were 17 instead of 40. The suspected cause is that, while the restarted job
-# catches up, a partition read first advances the watermark (the others count
-# as idle after the 1 s test idle timeout) and the rest of M0 is routed as
-# late. Watermark alignment across splits is the likely fix; not yet tried.
-@pytest.mark.xfail(reason="restart catch-up can route backlog clicks as late; see the NOTE above", strict=False)
+# Flink marks a partition idle after the idle timeout without a record, even
+# when it still has unread records. With the 1 s timeout of the other speed
+# tests, a partition whose first fetch after the restart took 1.3 s (loaded
+# 2-core machine) was marked idle, another partition moved the watermark past
+# its minute, and 20 of its clicks went to clicks-late. A 5 s timeout still
+# failed once: in the first run, 16 clicks of one partition were counted as
+# too late in late-click-counts (none reached clicks-late, see the NOTE in
+# speed_layer/statements.py view_ddl).
+RESTART_IDLE_TIMEOUT_S = 5
+
+
+@pytest.mark.xfail(reason="a partition with unread records can be marked idle while the job reads "
+                          "a backlog, and its clicks are then routed as too late", strict=False)
 def test_killed_job_resumes_without_loss_or_double_count(base_settings, kafka_broker):
-    settings = speed_test_settings(base_settings)
+    settings = speed_test_settings(base_settings).replace(source_idle_timeout_s=RESTART_IDLE_TIMEOUT_S)
     batch_before = make_clicks(0, 600, START_MS, 90_000)
     batch_after = make_clicks(600, 600, START_MS + 90_000, 90_000)
     # Redelivered copies of already counted clicks, on other partitions.
     redelivered = random.Random(7).sample(batch_before, 50)
     expected = Counter((c["ad_id"], minute_start_ms(c["event_time_ms"])) for c in batch_before + batch_after)
 
+    # The first run also starts with a backlog. Clicks produced after the
+    # start would reach partitions that are already idle, and the first
+    # partition read could make the minutes of the others final.
+    produce(settings, batch_before)
     job = SpeedJob(settings)
     job.start()
     try:
-        produce(settings, batch_before)
         wait_until(lambda: len(latest_by_key(settings, settings.topic_click_counts)) > 0, job,
                    "the first counts")
         checkpoints = job.log().count("completed checkpoint")
@@ -60,11 +71,25 @@ def test_killed_job_resumes_without_loss_or_double_count(base_settings, kafka_br
             counts = latest_by_key(settings, settings.topic_click_counts)
             return all(counts.get(key, {}).get("is_final") for key in expected)
 
-        wait_until(all_final, job, "every minute to become final", timeout_s=90)
+        try:
+            wait_until(all_final, job, "every minute to become final", timeout_s=90)
+        except AssertionError:
+            if not job.is_running():
+                raise
+        # (ad_id, window_start_ms, watermark_ms) of every click routed as too late.
+        late_clicks = read_topic(settings.kafka_bootstrap_servers, settings.topic_clicks_late)
+        late_summary = Counter((record.value["ad_id"], minute_start_ms(record.value["event_time_ms"]),
+                                record.value["watermark_ms"]) for record in late_clicks)
+        assert late_summary == Counter(), "clicks routed as beyond the allowed lateness"
+        assert latest_by_key(settings, settings.topic_late_counts) == {}
+
         counts = latest_by_key(settings, settings.topic_click_counts)
+        not_final = {key: counts.get(key) for key in sorted(expected) if not counts.get(key, {}).get("is_final")}
+        assert not_final == {}, "minutes not final 90 s after the driver click"
+
         actual = {key: row["clicks"] for key, row in counts.items() if key[0] != "ad-driver"}
-        late_counts = latest_by_key(settings, settings.topic_late_counts)
-        assert late_counts == {}
-        assert actual == dict(expected)
+        wrong = {key: (actual.get(key), count) for key, count in expected.items() if actual.get(key) != count}
+        assert wrong == {}, "(ad_id, window_start_ms): (counted, expected)"
+        assert set(actual) == set(expected)
     finally:
         job.stop()
