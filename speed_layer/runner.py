@@ -31,7 +31,20 @@ def job_environment(settings: Settings) -> dict[str, str]:
         # Read by PyFlink's gateway launcher for the MiniCluster JVM.
         "JVM_ARGS": f"-Xms256m -Xmx{heap}",
         "FLINK_LOG_DIR": str(log_dir),
+        # `flink run -py` starts the file as a script, so the project's
+        # packages (shared_logic, speed_layer) must be on the path.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
+
+
+def flink_cli_path(settings: Settings) -> Path:
+    """Return the `flink` CLI that ships inside the PyFlink package of ``settings.flink_python``."""
+    # pip puts no `flink` script into the environment's bin folder, so the CLI comes from pyflink/bin.
+    package_dir = subprocess.run(
+        [str(settings.flink_python), "-c", "import pathlib, pyflink; print(pathlib.Path(pyflink.__file__).parent)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    return Path(package_dir, "bin", "flink")
 
 
 def job_command(settings: Settings, restore_from: str | None = None) -> list[str]:
@@ -39,11 +52,12 @@ def job_command(settings: Settings, restore_from: str | None = None) -> list[str
     if settings.speed_deployment == "minicluster":
         command = [str(settings.flink_python), "-m", "speed_layer.job"]
     else:
-        # NOTE: session mode is built from Flink's `flink run` options but was
-        # not run against a session cluster here.
-        flink_cli = Path(settings.flink_python).parent / "flink"
-        command = [str(flink_cli), "run", "-m", settings.flink_rest_address,
-                   "-pyexec", str(settings.flink_python), "-py", str(JOB_FILE)]
+        # NOTE: a signal to this client does not cancel the job on the session
+        # cluster, because the client JVM shuts down before the Python driver
+        # can cancel it. Cancel it with `flink cancel <job id>`.
+        command = [str(flink_cli_path(settings)), "run", "-m", settings.flink_rest_address,
+                   "-pyclientexec", str(settings.flink_python), "-pyexec", str(settings.flink_python),
+                   "-py", str(JOB_FILE)]
     if restore_from:
         command += ["--restore-from", restore_from]
     return command
