@@ -24,10 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run)
 
 
+def _interrupt(_signum: int, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from speed_layer.runner import start_job
 
     log_file = settings.path("flink", "logs", settings.speed_job_name, "job.log")
+    # The job runs in its own session, so a SIGTERM to this command (from
+    # `adclick down` or a supervisor) must be passed on, like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     process = start_job(settings, log_file, args.restore_from)
     print(f"speed job {settings.speed_job_name} running (pid {process.pid}); log: {log_file}")
     try:
