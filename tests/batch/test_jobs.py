@@ -1,4 +1,4 @@
-"""The recompute job file under spark-submit, with the conf of spark_submit_conf."""
+"""The job entry points: the adclick commands and recompute_job.py under spark-submit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from datetime import date
 from pathlib import Path
 
 import deltalake
+import pytest
 
+from batch_layer import land_job, recompute_job
 from batch_layer.spark_session import spark_submit_conf
 from batch_layer.tables import BATCH_RUNS, table_path
+from infra.cli import build_parser
 from shared_logic.settings import load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +43,22 @@ def test_recompute_job_runs_under_spark_submit(tmp_path: Path) -> None:
     runs = deltalake.DeltaTable(str(table_path(settings, BATCH_RUNS))).to_pyarrow_table().to_pylist()
     assert [(row["billing_day"], row["status"], row["billing_timezone"], row["input_rows"]) for row in runs] == [
         (date(2026, 12, 4), "succeeded", "Asia/Kolkata", 0)]
+
+
+def test_cli_parses_batch_commands() -> None:
+    parser = build_parser()
+    recompute = parser.parse_args(["recompute", "--day", "2026-12-04"])
+    dirty = parser.parse_args(["recompute", "--dirty"])
+    land = parser.parse_args(["land", "--once"])
+
+    assert recompute.handler is recompute_job.run
+    assert recompute.day == date(2026, 12, 4)
+    assert dirty.dirty is True
+    assert land.handler is land_job.run
+    assert land.once is True
+
+
+def test_cli_rejects_invalid_day(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["recompute", "--day", "04.12.2026"])
+    assert "use YYYY-MM-DD" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 
 from shared_logic import billing_rules, spark_rules, time_buckets
 from shared_logic.timestamps import parse_timestamp_ms
+from tests.spark_fixture import JVM_TIMEZONE, SESSION_TIMEZONE
 
 pytest.importorskip("pyspark")
 from pyspark.sql import functions as F  # noqa: E402
@@ -28,6 +29,12 @@ INSTANTS = [
     "1969-12-31T23:59:59.999Z",  # before the epoch: modulo must not go negative
 ]
 ZONES = ["UTC", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"]
+
+
+def test_session_runs_in_other_zones(spark) -> None:
+    # The rules below are only shown to ignore these zones if Spark really runs in them.
+    assert spark._jvm.java.util.TimeZone.getDefault().getID() == JVM_TIMEZONE
+    assert spark.conf.get("spark.sql.session.timeZone") == SESSION_TIMEZONE
 
 
 def test_time_buckets_match_plain_rules(spark) -> None:
