@@ -66,11 +66,14 @@ class Settings:
     source_idle_timeout_s: int = 10
     dedup_ttl_s: int = 86_400
 
-    # Speed layer.
-    checkpoint_interval_s: int = 10
+    # Speed layer. A read_committed reader sees a count only after the
+    # checkpoint that commits it, so a count's freshness is about
+    # flink_early_fire_s + checkpoint_interval_s plus the checkpoint's own
+    # duration (see speed_layer/README.md).
+    checkpoint_interval_s: int = 2
     state_backend: str = "hashmap"
     flink_parallelism: int = 2
-    flink_early_fire_s: int = 2
+    flink_early_fire_s: int = 1
     # Interpreter of the PyFlink environment that runs speed_layer/job.py.
     flink_python: Path = PROJECT_ROOT / ".venv-flink" / "bin" / "python"
     # "minicluster" runs the job in an embedded MiniCluster, "session" submits
