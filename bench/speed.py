@@ -166,6 +166,8 @@ def measure_freshness(settings: Settings) -> tuple[list[float], int]:
     latencies = []
     try:
         wait_running(log_file, process)
+        # NOTE: probing starts right away, so the first probes wait for the job's
+        # first commit and p99 includes start-up, not only steady state.
         thread = threading.Thread(target=background, daemon=True)
         thread.start()
         pending: list[tuple[int, int, float]] = []  # (window start, running count, produced at)
