@@ -118,18 +118,19 @@ with DAG(
         return results.as_dict()
 
     @task(task_id="reconciliation_report")
-    def reconciliation_report(billing_day: str, **context) -> dict:
-        """Write the day's speed-versus-batch reconciliation report."""
+    def reconciliation_report(billing_day: str, checked: dict, **context) -> dict:
+        """Write the day's speed-versus-batch reconciliation report for the checked batch run."""
         from dags.common.reports import write_reconciliation_report
 
         return write_reconciliation_report(dag_settings(), date.fromisoformat(billing_day),
-                                           run_id=context["run_id"])
+                                           run_id=context["run_id"], batch_run_id=checked["run_id"])
 
+    checked = check_results(billing_day)
     (
         wait_for_landing(billing_day)
         >> recompute_day
         >> dirty_pass_due()
         >> recompute_dirty_days
-        >> check_results(billing_day)
-        >> reconciliation_report(billing_day)
+        >> checked
+        >> reconciliation_report(billing_day, checked)
     )

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
+LOCAL_PARALLELISM = 4
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -51,6 +52,10 @@ def airflow_environment(settings: Settings, home: Path | None = None,
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # The LocalExecutor of Airflow 3.1.8 starts `parallelism` worker
+        # processes up front (32 by default). Each DAG run here runs one task at
+        # a time, and by default one raw_landing run and two billing runs are active.
+        "AIRFLOW__CORE__PARALLELISM": str(LOCAL_PARALLELISM),
         # Date-only arguments such as `backfill create --from-date 2024-03-09`
         # then mean local midnight of the billing day.
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": settings.billing_timezone,

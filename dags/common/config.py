@@ -78,16 +78,25 @@ def spark_connection_json(settings: Settings) -> str:
 
 
 def log_task_failure(context: Any) -> None:
-    """Log the ids of a failed task instance and its error (task failure callback)."""
+    """Log the ids of a failed task instance and its error (task failure callback).
+
+    A task worker of Airflow 3.1.8 puts the error in ``context["exception"]``
+    before it calls the callback.
+    """
     ti = context.get("ti")
     dag_run = context.get("dag_run")
     try:
         day = billing_day_of_run(context, dag_settings()).isoformat()
     except (KeyError, TypeError, ValueError):
         day = "-"
+    # NOTE: dag.test() in Airflow 3.1.8 runs tasks through the in-process test
+    # supervisor, which calls the callback without setting "exception", so
+    # there the error is only in the task log.
+    error = context.get("exception")
     logger.error(
-        "Task failed: dag_id=%s task_id=%s run_id=%s logical_date=%s billing_day=%s try=%s error=%r",
+        "Task failed: dag_id=%s task_id=%s run_id=%s logical_date=%s billing_day=%s try=%s error=%s",
         getattr(ti, "dag_id", None), getattr(ti, "task_id", None),
         getattr(dag_run, "run_id", None), context.get("logical_date"), day,
-        getattr(ti, "try_number", None), context.get("exception"),
+        getattr(ti, "try_number", None),
+        "not passed to the callback; see the task log" if error is None else repr(error),
     )

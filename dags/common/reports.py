@@ -5,6 +5,12 @@ against batch totals under ``reports_dir``. It exits with 0 when every
 difference is explained, 1 when it flags ads and 2 when it cannot build the
 report. Flagged ads are a finding for an operator, not a failed run, so the
 task logs a warning and succeeds. Any other exit code fails the task.
+
+In production ``adclick serve`` runs all the time, and the command asks it
+for the report, waiting until its batch loader has closed the day with the
+run that this DAG run checked. When no server responds, the command brings
+the serving store up to date itself (one catch-up pass over Kafka and
+Delta) and reconciles from the file.
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ class ReportError(RuntimeError):
     """The reconciliation command failed without writing a report."""
 
 
-def write_reconciliation_report(settings: Settings, day: date, run_id: str) -> dict[str, Any]:
-    """Run the reconciliation command for ``day`` and return its report files and status."""
-    # NOTE: the command reads batch counts from the serving store, which only a
-    # running `adclick serve` (its BatchLoader) fills. Without it the command
-    # exits with 2 ("no successful batch run loaded yet") and this task fails.
+def write_reconciliation_report(settings: Settings, day: date, run_id: str,
+                                batch_run_id: str) -> dict[str, Any]:
+    """Run the reconciliation command for ``day`` against ``batch_run_id``; return its files and status."""
     started = time.time()
-    command = [sys.executable, "-m", "infra.cli", "report", "reconcile", "--day", day.isoformat()]
+    # Half the task's timeout goes to waiting for the serving layer; the rest
+    # is left for a catch-up pass and writing the files.
+    wait_for_batch_s = settings.airflow_check_timeout_s // 2
+    command = [sys.executable, "-m", "infra.cli", "report", "reconcile", "--day", day.isoformat(),
+               "--batch-run-id", batch_run_id, "--wait-for-batch-s", str(wait_for_batch_s)]
+    logger.info("Reconciling: run_id=%s billing_day=%s batch_run_id=%s wait_for_batch_s=%s",
+                run_id, day, batch_run_id, wait_for_batch_s)
     completed = subprocess.run(
         command, cwd=PROJECT_ROOT, env=_child_environment(settings),
         capture_output=True, text=True, check=False,
