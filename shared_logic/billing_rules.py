@@ -1,7 +1,7 @@
 """Why a deduplicated click is not billable, as plain functions.
 
 The batch layer writes the reason into ``clicks_deduped.non_billable_reason``
-(null for a billable click); ``shared_logic.spark_rules`` has the same rule as
+(null for a billable click). ``shared_logic.spark_rules`` has the same rule as
 a Spark column expression, and the tests check both on the same rows. A click
 id seen more than once is not a reason: its extra copies are removed and
 counted in ``duplicates_removed``, and the kept copy is judged like any other.
