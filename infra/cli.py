@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "collector.commands",
     "infra.airflow_commands",
     "traffic.commands",
+    "infra.demo",
     "serving_layer.commands",
     "dashboard.commands",
     "batch_layer.commands",
