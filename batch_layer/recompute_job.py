@@ -31,8 +31,9 @@ def _billing_day(text: str) -> date:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--day", type=_billing_day,
-                        help="billing day to recompute, YYYY-MM-DD in billing_timezone")
+    target.add_argument("--day", type=_billing_day, action="append",
+                        help="billing day to recompute, YYYY-MM-DD in billing_timezone; repeat it to "
+                             "recompute several days in one Spark session")
     target.add_argument("--dirty", action="store_true",
                         help="recompute every closed billing day that received raw clicks "
                              "after its last successful run")
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             logger.info("recomputed %d dirty billing day(s): %s", len(results),
                         ", ".join(f"{r.billing_day} ({r.run_id})" for r in results) or "none")
         else:
-            recompute_day(spark, settings, args.day)
+            for day in args.day:
+                recompute_day(spark, settings, day)
     except DayAlreadyClaimed as exc:
         logger.error("%s", exc)
         return EXIT_DAY_CLAIMED

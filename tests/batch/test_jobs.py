@@ -49,12 +49,12 @@ def test_recompute_job_runs_under_spark_submit(tmp_path: Path) -> None:
 
 def test_cli_parses_batch_commands() -> None:
     parser = build_parser()
-    recompute = parser.parse_args(["recompute", "--day", "2026-12-04"])
+    recompute = parser.parse_args(["recompute", "--day", "2026-12-04", "--day", "2026-12-05"])
     dirty = parser.parse_args(["recompute", "--dirty"])
     land = parser.parse_args(["land", "--once"])
 
     assert recompute.handler is recompute_job.run
-    assert recompute.day == date(2026, 12, 4)
+    assert recompute.day == [date(2026, 12, 4), date(2026, 12, 5)]
     assert dirty.dirty is True
     assert land.handler is land_job.run
     assert land.once is True
