@@ -24,7 +24,6 @@ from infra.topics import ensure_topics
 from shared_logic.settings import PROJECT_ROOT, Settings
 
 logger = logging.getLogger(__name__)
-DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "talkingdata_train_sample.csv"
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,9 @@ def _down(_args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from infra.demo_steps import run_demo
 
-    data = args.data or (DEFAULT_DATA if DEFAULT_DATA.exists() else None)
+    from traffic.sources import default_sample_path
+
+    data = args.data or default_sample_path()
     if args.data is not None and not args.data.exists():
         print(f"adclick demo: {args.data} not found; pass a TalkingData CSV or JSON-lines file", file=sys.stderr)
         return 2

@@ -19,15 +19,34 @@ import csv
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from shared_logic.settings import PROJECT_ROOT
 from shared_logic.timestamps import TimestampError, parse_timestamp_ms
 
 logger = logging.getLogger(__name__)
 TALKINGDATA_COLUMNS = ("ip", "app", "device", "os", "channel", "click_time")
+
+
+SAMPLE_NAME = "talkingdata_train_sample.csv"
+
+
+def default_sample_path() -> Path | None:
+    """Return the TalkingData sample: ``ADCLICK_SAMPLE_DATA``, else ``../shared/data`` beside the checkout.
+
+    A clone elsewhere (a CI workspace, say) falls back to ``/work/shared/data``,
+    where this workplace keeps the sample. Returns None when none exists.
+    """
+    override = os.environ.get("ADCLICK_SAMPLE_DATA")
+    candidates = [Path(override)] if override else [
+        PROJECT_ROOT.parent / "shared" / "data" / SAMPLE_NAME,
+        Path("/work/shared/data") / SAMPLE_NAME,
+    ]
+    return next((path for path in candidates if path.exists()), None)
 
 
 class SourceError(ValueError):

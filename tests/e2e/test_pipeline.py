@@ -22,14 +22,15 @@ from shared_logic.time_buckets import billing_day
 from shared_logic.timestamps import format_utc_ms, now_ms, parse_timestamp_ms
 from tests.processes import run_adclick, start_adclick, stop, wait_for_http
 from traffic.replay import replay
-from traffic.sources import read_clicks
+from traffic.sources import default_sample_path, read_clicks
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "talkingdata_train_sample.csv"
+SAMPLE = default_sample_path()
 SLICE_START = "2017-11-07T23:40:00Z"
 SLICE_END = "2017-11-08T00:20:00Z"
 SENTINEL_AD = "sentinel:watermark"
 
-pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason=f"the real click sample {SAMPLE} is not present")
+pytestmark = pytest.mark.skipif(SAMPLE is None, reason="the TalkingData sample is not in ../shared/data "
+                                "or ADCLICK_SAMPLE_DATA")
 
 
 def write_slice(path: Path, settings: Settings) -> tuple[list[str], int]:
