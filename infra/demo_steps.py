@@ -85,9 +85,13 @@ def run_billing_dag(settings: Settings, day: date) -> None:
 
     airflow = LocalAirflow(settings)
     airflow.migrate()
-    logical_date = datetime.combine(day, clock_time(0), tzinfo=settings.billing_zone).isoformat()
+    # A manual run's data interval ends at its logical date, so day D is the
+    # run at the following local midnight; the conf names the day explicitly too.
+    following = date.fromordinal(day.toordinal() + 1)
+    logical_date = datetime.combine(following, clock_time(0), tzinfo=settings.billing_zone).isoformat()
     logger.info("running DAG %s for billing day %s (logical date %s)", BILLING_DAG_ID, day, logical_date)
-    result = airflow.run_cli("dags", "test", BILLING_DAG_ID, logical_date, timeout_s=1800)
+    result = airflow.run_cli("dags", "test", "--conf", json.dumps({"billing_day": day.isoformat()}),
+                             BILLING_DAG_ID, logical_date, timeout_s=1800)
     log = settings.path("logs", f"airflow-{BILLING_DAG_ID}-{day}.log")
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
