@@ -7,6 +7,7 @@ to the rejected topic; valid ones in the same batch are accepted.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -71,7 +72,7 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def _rejected_record(payload: Any, index: int | None, error: str, request_id: str, received_at: int) -> dict:
-    text = payload if isinstance(payload, str) else repr(payload)
+    text = json.dumps(payload, ensure_ascii=False)
     return {
         "request_id": request_id,
         "index": index,
@@ -161,8 +162,21 @@ def create_app(settings: Settings, writer: ClickWriter | None = None) -> FastAPI
     return app
 
 
+def _exit_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this worker when its parent dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        logger.warning("cannot tie the worker's life to its parent; it may outlive a killed collector")
+
+
 def create_app_from_environment() -> FastAPI:
     """Build the app from ``ADCLICK_*`` variables; uvicorn's worker processes call this."""
+    _exit_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     return create_app(load_settings())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any, Iterable
 
 from kafka import KafkaProducer
@@ -13,6 +14,8 @@ from kafka.errors import KafkaError
 from shared_logic.settings import Settings
 
 logger = logging.getLogger(__name__)
+# After a failed connect, requests fail fast with 503 for this long.
+RECONNECT_BACKOFF_S = 1.0
 
 
 class KafkaUnavailable(RuntimeError):
@@ -34,32 +37,51 @@ class ClickWriter:
         self.settings = settings
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        self._retry_at = 0.0
 
     def _get_producer(self) -> KafkaProducer:
         with self._lock:
+            if self._producer is not None:
+                return self._producer
+            if time.monotonic() < self._retry_at:
+                # A connect attempt failed moments ago: answer at once instead of
+                # queueing another full timeout behind it.
+                raise KafkaUnavailable(f"Kafka at {self.settings.kafka_bootstrap_servers} was unreachable "
+                                       "moments ago")
+        # Connect outside the lock, so concurrent requests wait in parallel, not in turn.
+        producer = self._connect()
+        with self._lock:
             if self._producer is None:
-                timeout_ms = int(self.settings.collector_kafka_timeout_s * 1000)
-                try:
-                    self._producer = KafkaProducer(
-                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                        client_id="adclick-collector",
-                        acks="all",
-                        enable_idempotence=True,
-                        linger_ms=2,
-                        compression_type=None,
-                        key_serializer=lambda key: key.encode("utf-8"),
-                        value_serializer=_serialize,
-                        # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
-                        request_timeout_ms=max(1000, min(timeout_ms // 2, 5000)),
-                        delivery_timeout_ms=timeout_ms,
-                        max_block_ms=timeout_ms,
-                        bootstrap_timeout_ms=timeout_ms,
-                    )
-                except (KafkaError, OSError) as exc:
-                    logger.error("cannot create a producer for %s: %r", self.settings.kafka_bootstrap_servers, exc)
-                    raise KafkaUnavailable(f"cannot connect to Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
+                self._producer = producer
                 logger.info("connected producer to %s", self.settings.kafka_bootstrap_servers)
-            return self._producer
+                return producer
+            current = self._producer
+        producer.close(timeout=1)
+        return current
+
+    def _connect(self) -> KafkaProducer:
+        timeout_ms = int(self.settings.collector_kafka_timeout_s * 1000)
+        try:
+            return KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                client_id="adclick-collector",
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                compression_type=None,
+                key_serializer=lambda key: key.encode("utf-8"),
+                value_serializer=_serialize,
+                # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
+                request_timeout_ms=max(1000, min(timeout_ms // 2, 5000)),
+                delivery_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+            )
+        except (KafkaError, OSError) as exc:
+            logger.error("cannot create a producer for %s: %r", self.settings.kafka_bootstrap_servers, exc)
+            with self._lock:
+                self._retry_at = time.monotonic() + RECONNECT_BACKOFF_S
+            raise KafkaUnavailable(f"cannot connect to Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
 
     def _discard(self, producer: KafkaProducer) -> None:
         with self._lock:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared_logic.clicks import json_type
+
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 
@@ -56,9 +58,21 @@ def _decode_text(body: bytes) -> str:
         ) from None
 
 
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object; send each field once")
+        seen[key] = value
+    return seen
+
+
 def _loads(text: str, where: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys)
+    except RecursionError:
+        raise RequestError(400, "malformed_json",
+                           f"{where} nests arrays or objects too deeply; a click is one flat object") from None
     except ValueError as exc:
         raise RequestError(400, "malformed_json", f"{where} is not valid JSON: {exc}") from None
 
@@ -81,7 +95,7 @@ def parse_body(body: bytes, kind: str, max_clicks: int) -> list[Any]:
         return [document]
     raise RequestError(
         400, "invalid_body",
-        f"the body is a JSON {type(document).__name__}; send a click object or an array of them",
+        f"the body is a JSON {json_type(document)}; send a click object or an array of them",
     )
 
 

@@ -74,23 +74,36 @@ class QueryError(ValueError):
     """An invalid query parameter; the message states what is accepted."""
 
 
+# Queries accept instants and days from 1970 up to the end of 9998, so that
+# bucket arithmetic on the range's end never leaves Python's date range.
+MIN_QUERY_MS, MAX_QUERY_MS = 0, 253_370_764_800_000
+MIN_QUERY_DAY, MAX_QUERY_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
 def parse_instant_ms(name: str, value: str) -> int:
     """Parse an epoch-millisecond integer or an ISO-8601 timestamp with a zone."""
-    if value.lstrip("-").isdigit():
-        return int(value)
-    try:
-        return parse_timestamp_ms(value)
-    except TimestampError as exc:
-        raise QueryError(f"{name}={value!r} {exc}, or epoch milliseconds such as 1764849600000") from exc
+    if value.lstrip("-").isdigit() and len(value) <= 20:
+        instant = int(value)
+    else:
+        try:
+            instant = parse_timestamp_ms(value)
+        except TimestampError as exc:
+            raise QueryError(f"{name}={value!r} {exc}, or epoch milliseconds such as 1764849600000") from exc
+    if not MIN_QUERY_MS <= instant <= MAX_QUERY_MS:
+        raise QueryError(f"{name}={value!r} is outside the supported range 1970-01-01 to 9998-12-31")
+    return instant
 
 
 def parse_day(name: str, value: str) -> date:
     if not _DAY_PATTERN.match(value):
         raise QueryError(f"{name}={value!r} is not a day; use YYYY-MM-DD, e.g. 2026-12-04")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise QueryError(f"{name}={value!r} is not a valid calendar date ({exc}); use YYYY-MM-DD") from exc
+    if not MIN_QUERY_DAY <= day <= MAX_QUERY_DAY:
+        raise QueryError(f"{name}={value!r} is outside the supported range {MIN_QUERY_DAY} to {MAX_QUERY_DAY}")
+    return day
 
 
 def _bucket_end_ms(start_ms: int, granularity: str, settings: Settings) -> int:

@@ -19,6 +19,9 @@ from shared_logic.settings import Settings
 from shared_logic.timestamps import TimestampError, format_utc_ms, now_ms, parse_timestamp_ms
 
 REQUIRED_FIELDS = ("ad_id", "user_id", "timestamp")
+MAX_ATTRIBUTE_NAME_LENGTH = 64
+# Clicks before this instant (2000-01-01T00:00:00Z) are rejected as implausible.
+MIN_EVENT_TIME_MS = 946_684_800_000
 RESERVED_FIELDS = set(REQUIRED_FIELDS) | {"click_id"}
 MAX_ATTRIBUTE_LENGTH = 256
 
@@ -59,6 +62,17 @@ class Click:
         }
 
 
+def json_type(value: Any) -> str:
+    """Return the JSON name of a decoded value's type: null, boolean, number, string, array or object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "string"
+
+
 def _preview(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -67,7 +81,7 @@ def _preview(value: Any, limit: int = 80) -> str:
 def validate_id(name: str, value: Any, max_length: int) -> str:
     """Check an identifier field: a non-empty, bounded string without control characters."""
     if not isinstance(value, str):
-        raise InvalidClick(name, f"must be a string, got {type(value).__name__} {_preview(value)}")
+        raise InvalidClick(name, f"must be a string, got {json_type(value)} {_preview(value)}")
     if not value or not value.strip():
         raise InvalidClick(name, f"must be a non-empty string, got {_preview(value)}")
     if len(value) > max_length:
@@ -75,7 +89,8 @@ def validate_id(name: str, value: Any, max_length: int) -> str:
     if value != value.strip():
         raise InvalidClick(name, f"must not start or end with whitespace, got {_preview(value)}")
     if any(unicodedata.category(char) in ("Cc", "Cf", "Cs") for char in value):
-        raise InvalidClick(name, f"contains control characters, got {_preview(value)}; remove them")
+        raise InvalidClick(name, f"contains control characters or other invisible code points "
+                                 f"(Unicode categories Cc, Cf, Cs), got {_preview(value)}; remove them")
     return value
 
 
@@ -83,12 +98,14 @@ def validate_timestamp(value: Any, settings: Settings, now: int | None = None) -
     """Return the UTC epoch milliseconds of a click timestamp, or raise InvalidClick."""
     if not isinstance(value, str):
         raise InvalidClick(
-            "timestamp", f"must be an ISO-8601 string, got {type(value).__name__} {_preview(value)}"
+            "timestamp", f"must be an ISO-8601 string, got {json_type(value)} {_preview(value)}"
         )
     try:
         event_time_ms = parse_timestamp_ms(value)
     except TimestampError as exc:
         raise InvalidClick("timestamp", f"{_preview(value)} {exc}") from None
+    if event_time_ms < MIN_EVENT_TIME_MS:
+        raise InvalidClick("timestamp", f"{_preview(value)} is before 2000-01-01T00:00:00Z; check the client's clock")
     now = now_ms() if now is None else now
     if event_time_ms > now + settings.max_future_skew_s * 1000:
         raise InvalidClick(
@@ -106,6 +123,7 @@ def _validate_attributes(payload: dict[str, Any], settings: Settings) -> dict[st
             "attributes", f"{len(attributes)} extra fields; the maximum is {settings.max_attributes}"
         )
     for key, value in attributes.items():
+        validate_id("attribute name", key, MAX_ATTRIBUTE_NAME_LENGTH)
         if isinstance(value, (dict, list)):
             raise InvalidClick(key, f"must be a string, number, boolean or null, got {_preview(value)}")
         if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:
@@ -116,7 +134,7 @@ def _validate_attributes(payload: dict[str, Any], settings: Settings) -> dict[st
 def validate_click(payload: Any, settings: Settings, now: int | None = None) -> Click:
     """Validate one decoded JSON click and return it with its click id."""
     if not isinstance(payload, dict):
-        raise InvalidClick("click", f"must be a JSON object, got {type(payload).__name__} {_preview(payload)}")
+        raise InvalidClick("click", f"must be a JSON object, got {json_type(payload)} {_preview(payload)}")
     missing = [name for name in REQUIRED_FIELDS if name not in payload]
     if missing:
         raise InvalidClick(missing[0], f"is missing; a click needs {', '.join(REQUIRED_FIELDS)}")

@@ -63,7 +63,12 @@ GOOD = {"ad_id": "ad-1", "user_id": "user-1", "timestamp": "2026-12-04T11:59:00Z
     ("change", "field", "message"),
     [
         ({"ad_id": None}, "ad_id", "must be a string"),
-        ({"ad_id": 17}, "ad_id", "must be a string, got int"),
+        ({"ad_id": 17}, "ad_id", "must be a string, got number"),
+        ({"ad_id": None}, "ad_id", "must be a string, got null"),
+        ({"timestamp": "0001-01-01T00:00:00Z"}, "timestamp", "before 2000-01-01"),
+        ({"": "x"}, "attribute name", "non-empty"),
+        ({"k\u0001": "x"}, "attribute name", "control"),
+        ({"k" * 65: "x"}, "attribute name", "maximum is 64"),
         ({"ad_id": ""}, "ad_id", "non-empty"),
         ({"ad_id": "   "}, "ad_id", "non-empty"),
         ({"ad_id": " ad"}, "ad_id", "whitespace"),
@@ -95,7 +100,7 @@ def test_validate_click_missing_field(missing: str) -> None:
 
 
 def test_validate_click_not_an_object() -> None:
-    with pytest.raises(InvalidClick, match="must be a JSON object, got list"):
+    with pytest.raises(InvalidClick, match="must be a JSON object, got array"):
         validate_click([GOOD], SETTINGS, NOW_MS)
 
 

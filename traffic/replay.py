@@ -20,7 +20,7 @@ from tqdm import tqdm
 from shared_logic.time_buckets import billing_day
 from shared_logic.timestamps import format_utc_ms, now_ms, parse_timestamp_ms
 from traffic.sender import CollectorClient
-from traffic.sources import LoggedClick, read_clicks
+from traffic.sources import LoggedClick, SourceError, read_clicks
 
 logger = logging.getLogger(__name__)
 DAY_MS = 86_400_000
@@ -68,8 +68,11 @@ def replay(path: Path, collector_url: str, speedup: float, batch_size: int = 500
     clicks = read_clicks(path)
     if limit:
         clicks = clicks[:limit]
-    shift_ms = shift_days_for(clicks, now_ms()) * DAY_MS
-    first_ms = clicks[0].event_time_ms
+    valid = [click for click in clicks if click.event_time_ms >= 0]
+    if not valid:
+        raise SourceError(f"{path} has no click with a valid time")
+    shift_ms = shift_days_for(valid, now_ms()) * DAY_MS
+    first_ms = valid[0].event_time_ms
     client = CollectorClient(collector_url)
     started = time.monotonic()
     logger.info("replaying %d clicks from %s, shifted by %d days, %.0fx speed",
@@ -84,7 +87,8 @@ def replay(path: Path, collector_url: str, speedup: float, batch_size: int = 500
 def _paced_batches(clicks: list[LoggedClick], first_ms: int, started: float, speedup: float, batch_size: int):
     batch: list[LoggedClick] = []
     for click in clicks:
-        due = started + (click.event_time_ms - first_ms) / 1000 / speedup if speedup > 0 else 0
+        # Rows without a valid time are sent at once; they take no part in pacing.
+        due = started + max(0, click.event_time_ms - first_ms) / 1000 / speedup if speedup > 0 else 0
         wait = due - time.monotonic()
         if batch and (wait > 0 or len(batch) >= batch_size):
             yield batch
@@ -106,7 +110,7 @@ def _summary(path: Path, clicks: list[LoggedClick], client: CollectorClient, shi
         source=str(path), clicks_in_file=len(clicks), sent=totals.sent, accepted=totals.accepted,
         rejected=totals.rejected, unique_click_ids=len(unique), duplicates=totals.accepted - len(unique),
         retries=totals.retries, shift_days=shift_ms // DAY_MS,
-        first_event=format_utc_ms(clicks[0].event_time_ms + shift_ms),
+        first_event=format_utc_ms(min(c.event_time_ms for c in clicks if c.event_time_ms >= 0) + shift_ms),
         last_event=format_utc_ms(clicks[-1].event_time_ms + shift_ms),
         accepted_unique_per_day=dict(sorted(per_day.items())),
     )

@@ -25,7 +25,7 @@ def collector_settings(base_settings: Settings, kafka_broker) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     settings = base_settings.replace(
         topic_clicks=f"clicks-c{suffix}", topic_clicks_rejected=f"clicks-rejected-c{suffix}",
-        collector_max_body_bytes=20_000, collector_max_batch_clicks=50,
+        collector_max_body_bytes=30_000, collector_max_batch_clicks=50,
     )
     ensure_topics(settings)
     return settings
@@ -130,11 +130,13 @@ def test_partly_invalid_batch_accepts_valid_clicks(collector_url, collector_sett
         ('{"ad_id": NaN}', "application/json", 400, "malformed_json", "NaN is not valid JSON"),
         ("", "application/json", 400, "empty_body", "body is empty"),
         ("[]", "application/json", 400, "empty_batch", "array is empty"),
-        ('"a string"', "application/json", 400, "invalid_body", "JSON str"),
+        ('"a string"', "application/json", 400, "invalid_body", "JSON string"),
+        ("[" * 100_00 + "]" * 100_00, "application/json", 400, "malformed_json", "too deeply"),
+        ('{"ad_id": "a", "ad_id": "b"}', "application/json", 400, "malformed_json", "appears twice"),
         (b"\xff\xfe{}", "application/json", 400, "invalid_encoding", "not valid UTF-8"),
         ('{"ad_id": "a"}\n{oops', "application/x-ndjson", 400, "malformed_json", "line 2"),
         ('{"ad_id": "a"}', "text/plain", 415, "unsupported_media_type", "application/x-ndjson"),
-        ("x" * 20_001, "application/json", 413, "body_too_large", "maximum is 20000"),
+        ("x" * 30_001, "application/json", 413, "body_too_large", "maximum is 30000"),
         (json.dumps([{"ad_id": "a"}] * 51), "application/json", 413, "batch_too_large", "maximum is 50"),
     ],
 )
