@@ -209,7 +209,7 @@ def test_backfill_matches_input_totals(billing_settings, landed, serving, tmp_pa
                 "--from-date", BACKFILL_DAYS[0].isoformat(), "--to-date", BACKFILL_DAYS[-1].isoformat(),
                 "--reprocess-behavior", reprocess, "--max-active-runs", "2")
             assert created.returncode == 0, created.stderr[-2000:]
-            states = wait_for_backfill_runs(airflow, backfill_number)
+            states = wait_for_backfill(airflow, token, backfill_number)
 
             assert sorted(states.values()) == ["success"] * len(BACKFILL_DAYS), states
             assert day_totals(billing_settings) == expected
@@ -280,16 +280,26 @@ def run_state(airflow, run_id: str) -> str | None:
     return states.get(run_id)
 
 
-def wait_for_backfill_runs(airflow, backfill_number: int) -> dict[str, str]:
-    """Wait until every run of the backfill has finished; return {logical date: state}."""
+def wait_for_backfill(airflow, token: str, backfill_number: int) -> dict[str, str]:
+    """Wait until the backfill and each of its runs have finished; return {logical date: state}."""
     deadline = time.monotonic() + BACKFILL_TIMEOUT_S
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
+        # The scheduler sets a backfill's completed_at a loop after its last
+        # run ends, and creating the next backfill fails until then.
+        response = requests.get(f"{airflow.base_url}/api/v2/backfills", params={"dag_id": "billing_nightly"},
+                                headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert response.status_code == 200, response.text
+        backfills = response.json()["backfills"]
         # A backfill's run ids start with its run type; a second backfill
         # clears and requeues the same runs when it is created.
         runs = [run for run in list_runs(airflow) if run["run_id"].startswith("backfill__")]
         states = {run["logical_date"]: run["state"] for run in runs}
-        if len(runs) == len(BACKFILL_DAYS) and all(state in ("success", "failed") for state in states.values()):
+        runs_finished = len(runs) == len(BACKFILL_DAYS) and all(
+            state in ("success", "failed") for state in states.values())
+        backfills_completed = len(backfills) == backfill_number and all(
+            backfill["completed_at"] for backfill in backfills)
+        if runs_finished and backfills_completed:
             return states
         time.sleep(5)
     pytest.fail(f"backfill {backfill_number} did not finish within {BACKFILL_TIMEOUT_S} s: {states}; "
