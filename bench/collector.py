@@ -21,12 +21,10 @@ from pathlib import Path
 import requests
 
 from bench.report import write_result
-from infra.kafka_broker import LocalKafkaBroker
-from infra.topics import ensure_topics
 from shared_logic.settings import PROJECT_ROOT, Settings, load_settings
 from shared_logic.timestamps import format_utc_ms, now_ms
 from tests.conftest import free_port
-from tests.processes import start_adclick, stop, wait_for_http
+from tests.processes import private_broker_and_collector
 
 logger = logging.getLogger(__name__)
 DURATION_S = 20
@@ -89,24 +87,13 @@ def main() -> None:
             data_dir=Path(data_dir), kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
             kafka_controller_port=free_port(), collector_port=free_port(),
         )
-        broker = LocalKafkaBroker(settings)
-        broker.start()
-        collector = None
-        try:
-            ensure_topics(settings)
-            collector = start_adclick(settings, "collector", log_name="collector-bench")
-            url = f"http://127.0.0.1:{settings.collector_port}"
-            wait_for_http(url + "/healthz", collector)
+        with private_broker_and_collector(settings, "collector-bench") as (_broker, url):
             single = measure_collector(url, batch_size=1)
             logger.info("single-click requests: %.0f clicks/s", single)
             batched = measure_collector(url, batch_size=BATCH_SIZE, threads=4)
             logger.info("batch requests of %d: %.0f clicks/s", BATCH_SIZE, batched)
             kafka_rate = measure_kafka_producer(settings, settings.topic_clicks)
             logger.info("kafka ProducerPerformance: %.0f records/s", kafka_rate)
-        finally:
-            if collector is not None:
-                stop(collector)
-            broker.stop()
     notes = f"{CLIENT_THREADS} Python client threads on the same machine"
     rows = [
         {"metric": "collector, single-click requests", "value": round(single), "unit": "clicks/s",

@@ -1,6 +1,6 @@
 """The collector's HTTP API: ``POST /v1/clicks``, ``GET /healthz``, ``GET /readyz``.
 
-A click is answered with 202 only after Kafka acknowledged it with
+A click gets 202 only after Kafka acknowledged it with
 ``acks=all``. Invalid clicks in a batch are reported by index and written
 to the rejected topic; valid ones in the same batch are accepted.
 """

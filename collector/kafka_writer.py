@@ -44,8 +44,8 @@ class ClickWriter:
             if self._producer is not None:
                 return self._producer
             if time.monotonic() < self._retry_at:
-                # A connect attempt failed moments ago: answer at once instead of
-                # queueing another full timeout behind it.
+                # A connect attempt failed moments ago, so return 503 at once instead
+                # of queueing another full timeout behind it.
                 raise KafkaUnavailable(f"Kafka at {self.settings.kafka_bootstrap_servers} was unreachable "
                                        "moments ago")
         # Connect outside the lock, so concurrent requests wait in parallel, not in turn.

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "create the platform's topics; returns once it answers")
     start.set_defaults(handler=_start)
     actions.add_parser("stop", help="shut the broker down cleanly").set_defaults(handler=_stop)
-    actions.add_parser("status", help="print whether the broker runs and answers").set_defaults(handler=_status)
+    actions.add_parser("status", help="print whether the broker is running and responds").set_defaults(handler=_status)
     topics = actions.add_parser("topics", help="create missing topics on kafka_bootstrap_servers "
                                                "(also for a remote cluster)")
     topics.set_defaults(handler=_topics)

@@ -1,9 +1,9 @@
 """``adclick demo`` and ``adclick down``: the whole pipeline on a real click log.
 
 The demo starts Kafka, the collector, the speed layer, the serving API and the
-dashboard as background processes (PID files in ``var/run``), replays a click
-log through the collector, lands the raw clicks, runs the nightly billing DAG
-through Airflow for every closed day, and prints a summary. The services keep
+dashboard as background processes, with PID files in ``var/run``. It then
+replays a click log through the collector, lands the raw clicks, runs the
+nightly billing DAG through Airflow for every closed day and prints a summary. The services keep
 running so the dashboard can be explored; ``adclick down`` stops them.
 """
 

@@ -86,7 +86,7 @@ def run_billing_dag(settings: Settings, day: date) -> None:
     airflow = LocalAirflow(settings)
     airflow.migrate()
     # A manual run's data interval ends at its logical date, so day D is the
-    # run at the following local midnight; the conf names the day explicitly too.
+    # run at the following local midnight. The conf also names the day.
     following = date.fromordinal(day.toordinal() + 1)
     logical_date = datetime.combine(following, clock_time(0), tzinfo=settings.billing_zone).isoformat()
     logger.info("running DAG %s for billing day %s (logical date %s)", BILLING_DAG_ID, day, logical_date)
@@ -101,13 +101,13 @@ def run_billing_dag(settings: Settings, day: date) -> None:
 def wait_for_serving(serving: str, days: list[date], timeout_s: float = 180.0) -> None:
     """Wait until the serving layer has loaded the batch results of ``days``."""
     deadline = time.monotonic() + timeout_s
-    wanted = {day.isoformat() for day in days}
+    expected = {day.isoformat() for day in days}
     while time.monotonic() < deadline:
         closed = set(requests.get(serving + "/v1/status", timeout=10).json()["boundary"]["closed_days"])
-        if wanted <= closed:
+        if expected <= closed:
             return
         time.sleep(2)
-    raise TimeoutError(f"the serving layer did not load batch results for {sorted(wanted)} in {timeout_s:.0f} s")
+    raise TimeoutError(f"the serving layer did not load batch results for {sorted(expected)} in {timeout_s:.0f} s")
 
 
 def wait_for_speed_layer(serving: str, quiet_s: float = 15.0, timeout_s: float = 300.0) -> None:

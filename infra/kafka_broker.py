@@ -35,7 +35,7 @@ logger.controller.level = warn
 
 
 class KafkaBrokerError(RuntimeError):
-    """The local broker could not be started or did not answer."""
+    """The local broker failed to start or did not respond."""
 
 
 class LocalKafkaBroker:
@@ -65,7 +65,7 @@ class LocalKafkaBroker:
         return read_pid(self.pid_file)
 
     def start(self, timeout_s: float = 90.0) -> int:
-        """Start the broker unless it runs already; return once it answers."""
+        """Start the broker unless it is already running, and return once it responds."""
         existing = self.pid()
         if existing is not None:
             logger.info("Kafka broker already running (pid %d) on port %d", existing, self.port)
@@ -103,7 +103,7 @@ class LocalKafkaBroker:
                 return
             time.sleep(0.5)
         raise KafkaBrokerError(
-            f"Kafka broker did not answer on port {self.port} within {timeout_s:.0f} s; "
+            f"Kafka broker did not respond on port {self.port} within {timeout_s:.0f} s; "
             f"see {self.log_dir}/server.log"
         )
 
@@ -168,7 +168,7 @@ def _kafka_uuid() -> str:
 
 
 def broker_answers(bootstrap_servers: str) -> bool:
-    """Return whether a broker at ``bootstrap_servers`` answers a metadata request."""
+    """Return whether a broker at ``bootstrap_servers`` responds to a metadata request."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 

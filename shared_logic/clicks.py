@@ -70,7 +70,11 @@ def json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
 
 
 def _preview(value: Any, limit: int = 80) -> str:

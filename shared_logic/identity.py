@@ -4,7 +4,7 @@ A click's id is the client's ``click_id`` when one is sent. Otherwise it is
 a UUID5 derived from (ad_id, user_id, UTC timestamp in milliseconds), so a
 retried identical payload gets the same id and is billed once. Two distinct
 clicks by the same user on the same ad within the same millisecond therefore
-count as one; clients that need to tell them apart send a ``click_id``.
+count as one. Clients that need to tell them apart send a ``click_id``.
 """
 
 from __future__ import annotations

@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
+from infra.kafka_broker import LocalKafkaBroker
+from infra.topics import ensure_topics
 from shared_logic.settings import PROJECT_ROOT, Settings
 
 ADCLICK = str(Path(sys.executable).parent / "adclick")
@@ -53,3 +57,21 @@ def stop(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def private_broker_and_collector(settings: Settings, log_name: str) -> Iterator[tuple[LocalKafkaBroker, str]]:
+    """Run a broker of its own and a collector on ``settings``; yield the broker and the collector URL."""
+    broker = LocalKafkaBroker(settings)
+    broker.start()
+    collector = None
+    try:
+        ensure_topics(settings)
+        collector = start_adclick(settings, "collector", log_name=log_name)
+        url = f"http://127.0.0.1:{settings.collector_port}"
+        wait_for_http(url + "/healthz", collector)
+        yield broker, url
+    finally:
+        if collector is not None:
+            stop(collector)
+        broker.stop()

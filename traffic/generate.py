@@ -3,7 +3,7 @@
 Ads are drawn from a Zipf distribution, so a few ads get most clicks. Chosen
 shares of the clicks are duplicates (a resent earlier click), out of order
 (event time up to the bounded out-of-orderness behind now), late beyond the
-allowed lateness, or invalid. The ground truth says what each layer must
+allowed lateness, or invalid. The ground truth records what each layer must
 count: the batch layer bills every unique valid click, the speed layer all of
 them except those sent too late.
 """

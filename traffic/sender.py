@@ -1,4 +1,4 @@
-"""Send clicks to the collector in batches, retrying on 503 as the API asks."""
+"""Send clicks to the collector in batches, retrying on 503 after the Retry-After delay."""
 
 from __future__ import annotations
 

@@ -36,10 +36,10 @@ SAMPLE_NAME = "talkingdata_train_sample.csv"
 
 
 def default_sample_path() -> Path | None:
-    """Return the TalkingData sample: ``ADCLICK_SAMPLE_DATA``, else ``../shared/data`` beside the checkout.
+    """Return the TalkingData sample path, or None when no candidate exists.
 
-    A clone elsewhere (a CI workspace, say) falls back to ``/work/shared/data``,
-    where this workplace keeps the sample. Returns None when none exists.
+    Candidates: ``ADCLICK_SAMPLE_DATA``, then ``shared/data`` beside the
+    checkout's parent folder, then ``/work/shared/data`` for clones made elsewhere.
     """
     override = os.environ.get("ADCLICK_SAMPLE_DATA")
     candidates = [Path(override)] if override else [

@@ -164,7 +164,8 @@ def test_all_invalid_clicks_get_400_with_each_error(collector_url, collector_set
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert "in the future" in errors[0]["error"]
-    assert errors[1]["field"] == "ad_id" and "missing" in errors[1]["error"]
+    assert errors[1]["field"] == "ad_id"
+    assert "missing" in errors[1]["error"]
     assert len(clicks_in_kafka(collector_settings)) == before
 
 

@@ -8,12 +8,10 @@ from datetime import datetime, timezone
 
 import requests
 
-from infra.kafka_broker import LocalKafkaBroker
-from infra.topics import ensure_topics
 from shared_logic.settings import Settings
 from tests.conftest import free_port
 from tests.kafka_helpers import read_topic
-from tests.processes import start_adclick, stop, wait_for_http
+from tests.processes import private_broker_and_collector
 
 
 def post_click(url: str, user_id: str) -> requests.Response:
@@ -28,14 +26,7 @@ def test_broker_outage_gives_503_then_recovers(base_settings: Settings, tmp_path
         data_dir=tmp_path, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         kafka_controller_port=free_port(), collector_port=free_port(), collector_kafka_timeout_s=4.0,
     )
-    broker = LocalKafkaBroker(settings)
-    broker.start()
-    collector = None
-    try:
-        ensure_topics(settings)
-        collector = start_adclick(settings, "collector", log_name="collector-outage")
-        url = f"http://127.0.0.1:{settings.collector_port}"
-        wait_for_http(url + "/healthz", collector)
+    with private_broker_and_collector(settings, "collector-outage") as (broker, url):
         assert post_click(url, "before").status_code == 202
 
         broker.stop()
@@ -54,9 +45,6 @@ def test_broker_outage_gives_503_then_recovers(base_settings: Settings, tmp_path
         assert after.status_code == 202
 
         users = sorted(r.value["user_id"] for r in read_topic(settings.kafka_bootstrap_servers, settings.topic_clicks))
-        assert "before" in users and "after" in users
+        assert "before" in users
+        assert "after" in users
         assert users.count("before") == 1
-    finally:
-        if collector is not None:
-            stop(collector)
-        broker.stop()
