@@ -13,10 +13,11 @@ import logging
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import LongType, MapType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, LongType, MapType, StringType, StructField, StructType
 
 from batch_layer.tables import RAW_CLICKS, RAW_CLICKS_SCHEMA, ensure_table, table_path
 from shared_logic import spark_rules
+from shared_logic.heartbeats import HEARTBEAT_FIELD, not_heartbeat_sql
 from shared_logic.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ CLICK_RECORD_SCHEMA = StructType([
     # Attribute values are JSON scalars; Spark keeps a number or boolean as its JSON text.
     StructField("attributes", MapType(StringType(), StringType())),
     StructField("received_at_ms", LongType()),
+    # Set only on the collector's watermark heartbeats, which are not clicks.
+    StructField(HEARTBEAT_FIELD, BooleanType()),
 ])
 
 
@@ -57,7 +60,8 @@ def to_raw_clicks(kafka_records: DataFrame) -> DataFrame:
     """Parse Kafka records into rows of ``raw_clicks``.
 
     A value that is not a JSON object still lands, with null click fields,
-    so the raw table contains every record of the topic.
+    so the raw table contains every record of the topic except the watermark
+    heartbeats (shared_logic/heartbeats.py), which carry no click.
     """
     click = F.from_json(F.col("value").cast("string"), CLICK_RECORD_SCHEMA).alias("click")
     event_time_ms: Column = F.col("click.event_time_ms")
@@ -77,7 +81,8 @@ def to_raw_clicks(kafka_records: DataFrame) -> DataFrame:
         "ingest_time_ms": F.unix_millis(F.current_timestamp()),
         "event_date": spark_rules.utc_date(event_time_ms),
     }
-    parsed = kafka_records.select("partition", "offset", "timestamp", click)
+    parsed = (kafka_records.select("partition", "offset", "timestamp", click)
+              .where(F.expr(not_heartbeat_sql(f"click.{HEARTBEAT_FIELD}"))))
     return parsed.select(*[columns[item.name].cast(item.dataType).alias(item.name)
                            for item in RAW_CLICKS_SCHEMA.fields])
 

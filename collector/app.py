@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from collector.heartbeats import HeartbeatSender
 from collector.kafka_writer import ClickWriter, KafkaUnavailable
 from collector.parsing import RequestError, media_type, parse_body
 from infra.kafka_broker import broker_answers
@@ -95,13 +96,16 @@ def _validate_all(payloads: list[Any], settings: Settings) -> tuple[list[tuple[i
 
 def create_app(settings: Settings, writer: ClickWriter | None = None) -> FastAPI:
     writer = writer or ClickWriter(settings)
+    heartbeats = HeartbeatSender(settings, writer)
     counters = Counters()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         logger.info("collector started on %s:%d, writing to %s at %s", settings.collector_host,
                     settings.collector_port, settings.topic_clicks, settings.kafka_bootstrap_servers)
+        heartbeats.start()
         yield
+        await run_in_threadpool(heartbeats.stop)
         await run_in_threadpool(writer.close)
         logger.info("collector stopped; totals %s", counters.snapshot())
 
@@ -149,6 +153,8 @@ def create_app(settings: Settings, writer: ClickWriter | None = None) -> FastAPI
                           f"Kafka did not acknowledge every click ({exc}); retry the same body "
                           f"after {RETRY_AFTER_S} s: click ids make the retry safe from double counting", request_id)
         counters.add(accepted=len(valid), rejected=len(errors))
+        if valid:
+            heartbeats.observe(max(click.event_time_ms for _, click in valid))
         logger.info("request %s: accepted %d, rejected %d", request_id, len(valid), len(errors))
         if not valid:
             return _error(400, "invalid_clicks", "no click in the request is valid; fix the listed fields",

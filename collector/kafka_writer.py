@@ -10,8 +10,11 @@ from typing import Any, Iterable
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.serializer import Serializer
 
+from shared_logic.heartbeats import HEARTBEAT_KEY, heartbeat_record
 from shared_logic.settings import Settings
+from shared_logic.timestamps import now_ms
 
 logger = logging.getLogger(__name__)
 # After a failed connect, requests fail fast with 503 for this long.
@@ -22,8 +25,18 @@ class KafkaUnavailable(RuntimeError):
     """Kafka did not acknowledge a write in time."""
 
 
-def _serialize(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+class _JsonValue(Serializer):
+    """Compact UTF-8 JSON, the value format of every topic the collector writes."""
+
+    def serialize(self, topic, headers, data: Any) -> bytes:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class _TextKey(Serializer):
+    """UTF-8 text keys: the ad id on clicks, the request id on rejected clicks."""
+
+    def serialize(self, topic, headers, data: str) -> bytes:
+        return data.encode("utf-8")
 
 
 class ClickWriter:
@@ -69,8 +82,8 @@ class ClickWriter:
                 enable_idempotence=True,
                 linger_ms=2,
                 compression_type=None,
-                key_serializer=lambda key: key.encode("utf-8"),
-                value_serializer=_serialize,
+                key_serializer=_TextKey(),
+                value_serializer=_JsonValue(),
                 # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
                 request_timeout_ms=max(1000, min(timeout_ms // 2, 5000)),
                 delivery_timeout_ms=timeout_ms,
@@ -94,15 +107,39 @@ class ClickWriter:
 
     def write(self, topic_records: Iterable[tuple[str, str, dict[str, Any]]], request_id: str) -> None:
         """Send (topic, key, value) records and block until all are acknowledged."""
+        records = [(topic, key, value, None) for topic, key, value in topic_records]
+        self._send_acknowledged(lambda _producer: records, f"request {request_id}")
+
+    def write_heartbeats(self, event_time_ms: int, producer_id: str) -> int:
+        """Write one heartbeat to every partition of the clicks topic; return how many partitions."""
+        topic = self.settings.topic_clicks
+
+        def heartbeats(producer: KafkaProducer) -> list[tuple[str, str, dict[str, Any], int]]:
+            partitions = producer.partitions_for(topic)
+            if not partitions:
+                raise KafkaUnavailable(f"no partitions known for topic {topic}")
+            value = heartbeat_record(event_time_ms, producer_id, now_ms())
+            return [(topic, HEARTBEAT_KEY, value, partition) for partition in sorted(partitions)]
+
+        return self._send_acknowledged(heartbeats, f"heartbeat of {producer_id}")
+
+    def _send_acknowledged(self, build_records, context: str) -> int:
+        """Send the (topic, key, value, partition) records that ``build_records`` returns and wait for every ack.
+
+        After a failure the producer is discarded, so the next write connects anew.
+        """
         producer = self._get_producer()
         try:
-            futures = [producer.send(topic, key=key, value=value) for topic, key, value in topic_records]
+            records = build_records(producer)
+            futures = [producer.send(topic, key=key, value=value, partition=partition)
+                       for topic, key, value, partition in records]
             for future in futures:
                 future.get(timeout=self.settings.collector_kafka_timeout_s)
         except (KafkaError, OSError) as exc:
-            logger.error("request %s: Kafka write failed, discarding the producer: %r", request_id, exc)
+            logger.error("%s: Kafka write failed, discarding the producer: %r", context, exc)
             self._discard(producer)
             raise KafkaUnavailable(str(exc)) from exc
+        return len(futures)
 
     def close(self) -> None:
         with self._lock:

@@ -54,6 +54,9 @@ class Settings:
     collector_kafka_timeout_s: float = 10.0
     # Server processes; each has its own Kafka producer.
     collector_workers: int = 2
+    # How often each collector process writes its acknowledged event time to
+    # every clicks partition as a watermark heartbeat; 0 turns heartbeats off.
+    collector_heartbeat_interval_s: float = 1.0
 
     # Validation limits.
     max_id_length: int = 128
@@ -63,7 +66,9 @@ class Settings:
     # Lateness model, read by both the speed and the batch layer.
     out_of_orderness_s: int = 5
     allowed_lateness_s: int = 300
-    source_idle_timeout_s: int = 10
+    # Fallback for partitions that get neither clicks nor collector
+    # heartbeats; see "Idleness" in speed_layer/README.md.
+    source_idle_timeout_s: int = 60
     dedup_ttl_s: int = 86_400
 
     # Speed layer. A read_committed reader sees a count only after the

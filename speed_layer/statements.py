@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared_logic.heartbeats import HEARTBEAT_FIELD, not_heartbeat_sql
 from shared_logic.lateness import minute_start_sql, window_closed_sql
 from shared_logic.settings import Settings
 from shared_logic.time_buckets import MINUTE_MS
@@ -77,11 +78,12 @@ def _exactly_once_options(settings: Settings, sink_name: str) -> str:
 def source_ddl(settings: Settings) -> str:
     """The clicks topic as a table with event time and the delayed watermark."""
     watermark_delay_ms = (settings.out_of_orderness_s + settings.allowed_lateness_s) * 1000
+    # Heartbeat records (shared_logic/heartbeats.py) are read like clicks, so
+    # they move their partition's watermark; the deduplication view drops them.
     # NOTE: Flink marks a partition idle after idle-timeout without a record,
-    # even when it still has unread records. While reading a backlog, such a
-    # partition's clicks can then be routed as too late, so the timeout must
-    # exceed the longest gap between records of a partition that is catching
-    # up (see "Idleness while reading a backlog" in speed_layer/README.md).
+    # even when it still has unread records. The timeout is only a fallback
+    # for partitions without heartbeats, so it is long (see "Idleness" in
+    # speed_layer/README.md).
     return f"""
     CREATE TABLE {SOURCE_TABLE} (
       click_id STRING,
@@ -92,6 +94,7 @@ def source_ddl(settings: Settings) -> str:
       click_id_source STRING,
       attributes STRING,
       received_at_ms BIGINT,
+      {HEARTBEAT_FIELD} BOOLEAN,
       event_time AS TO_TIMESTAMP_LTZ(event_time_ms, 3),
       proc_time AS PROCTIME(),
       WATERMARK FOR event_time AS event_time - {interval_sql(watermark_delay_ms)}
@@ -167,14 +170,9 @@ def view_ddl(settings: Settings) -> list[str]:
     """The pipeline's views: deduplicate, then split on-time from too-late clicks."""
     minute_start = minute_start_sql("event_time_ms")
     closed = window_closed_sql("event_time_ms", "CURRENT_WATERMARK(event_time)")
-    # The on-time filter of the counts and the too-late filter of the late
-    # counts run chained to one deduplication operator, so they see the same
-    # watermark for a given click and every click takes exactly one of them.
-    # NOTE: the planner gives the clicks-late INSERT its own deduplication and
-    # filter (it needs all columns, the other INSERTs fewer), and that
-    # operator sees the watermark at other moments. While the watermark jumps,
-    # for example when a partition is marked idle during a backlog, a click
-    # can be in late-click-counts but not in clicks-late, or the other way.
+    # Every lateness filter runs chained to the one deduplication operator
+    # (see the block reuse option in speed_layer/job.py), so all filters see
+    # the same watermark for a given click, and it takes exactly one way.
     return [
         f"""
         CREATE TEMPORARY VIEW deduplicated_clicks AS
@@ -183,6 +181,7 @@ def view_ddl(settings: Settings) -> list[str]:
         FROM (
           SELECT *, ROW_NUMBER() OVER (PARTITION BY click_id ORDER BY proc_time) AS arrival_rank
           FROM {SOURCE_TABLE}
+          WHERE {not_heartbeat_sql()}
         )
         WHERE arrival_rank = 1""",
         f"""

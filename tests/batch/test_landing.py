@@ -19,7 +19,7 @@ from batch_layer.tables import CLICKS_DEDUPED, GOLD_DAILY, RAW_CLICKS, table_pat
 from shared_logic.settings import Settings
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
 from tests.spark_fixture import assert_rows_equal
-from tests.speed.helpers import produce
+from tests.speed.helpers import produce, produce_heartbeats
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAY_START_MS = parse_timestamp_ms("2026-12-04T00:00:00Z")
@@ -52,6 +52,8 @@ def assert_each_record_once(spark, settings: Settings, expected_click_ids: set[s
 def test_landing_twice_same_offsets(spark, landing_settings) -> None:
     records = [click_record(f"c{i}", f"ad-{i % 4}", DAY_START_MS + i * 1_000) for i in range(30)]
     produce(landing_settings, records)
+    # Heartbeats carry no click, so they do not land.
+    produce_heartbeats(landing_settings, DAY_START_MS + 29_000)
 
     run_landing(spark, landing_settings, once=True)
     run_landing(spark, landing_settings, once=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -10,6 +11,7 @@ import pytest
 import requests
 
 from infra.topics import ensure_topics
+from shared_logic.heartbeats import is_heartbeat
 from shared_logic.settings import Settings
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
 from tests.kafka_helpers import read_topic
@@ -42,8 +44,12 @@ def collector_url(collector_settings: Settings):
         stop(process)
 
 
-def clicks_in_kafka(settings: Settings) -> list:
+def records_in_kafka(settings: Settings) -> list:
     return read_topic(settings.kafka_bootstrap_servers, settings.topic_clicks)
+
+
+def clicks_in_kafka(settings: Settings) -> list:
+    return [record for record in records_in_kafka(settings) if not is_heartbeat(record.value)]
 
 
 def post(url: str, body, content_type: str = "application/json") -> requests.Response:
@@ -68,6 +74,26 @@ def test_single_click_lands_in_kafka_keyed_by_ad(collector_url, collector_settin
     assert record.value["timestamp"] == format_utc_ms(parse_timestamp_ms(timestamp))
     assert record.value["event_time_ms"] == parse_timestamp_ms(timestamp)
     assert record.value["attributes"] == {"country": "FR"}
+
+
+def test_heartbeat_follows_click_on_every_partition(collector_url, collector_settings) -> None:
+    # Later than any other test's clicks, so it is the largest acknowledged event time.
+    timestamp = (datetime.now(timezone.utc) + timedelta(seconds=120)).isoformat(timespec="milliseconds")
+    response = post(collector_url, {"ad_id": "ad-heartbeat", "user_id": "u1", "timestamp": timestamp})
+    assert response.status_code == 202, response.text
+    event_time_ms = parse_timestamp_ms(timestamp)
+
+    deadline = time.monotonic() + 30
+    while True:
+        records = records_in_kafka(collector_settings)
+        beats = {r.partition: r for r in records if is_heartbeat(r.value) and r.value["event_time_ms"] == event_time_ms}
+        if len(beats) == collector_settings.clicks_partitions or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(beats) == list(range(collector_settings.clicks_partitions))
+    click = next(r for r in records if r.key == "ad-heartbeat")
+    assert beats[click.partition].offset > click.offset
+    assert {beat.value["producer_id"] for beat in beats.values()} == {beats[0].value["producer_id"]}
 
 
 def test_same_ad_goes_to_same_partition(collector_url, collector_settings) -> None:

@@ -13,6 +13,7 @@ from typing import Callable
 
 from kafka import KafkaProducer
 
+from collector.kafka_writer import ClickWriter
 from infra.topics import ensure_topics
 from shared_logic.settings import Settings
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
@@ -108,6 +109,15 @@ def produce(settings: Settings, clicks: list[dict], partition: int | None = None
         producer.flush()
     finally:
         producer.close()
+
+
+def produce_heartbeats(settings: Settings, event_time_ms: int) -> None:
+    """Write a watermark heartbeat to every partition, with the collector's own writer."""
+    writer = ClickWriter(settings)
+    try:
+        writer.write_heartbeats(event_time_ms, "speed-test")
+    finally:
+        writer.close()
 
 
 def latest_by_key(settings: Settings, topic: str) -> dict[tuple[str, int], dict]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-import pytest
 
 from shared_logic.time_buckets import minute_start_ms
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
 from tests.kafka_helpers import read_topic
-from tests.speed.helpers import SpeedJob, click, latest_by_key, produce, speed_test_settings, wait_until
+from tests.speed.helpers import (SpeedJob, click, latest_by_key, produce, produce_heartbeats, speed_test_settings,
+                                 wait_until)
 
 START_MS = parse_timestamp_ms("2026-01-01T12:00:00Z")
 ADS = [f"ad-{number}" for number in range(10)]
@@ -22,31 +22,24 @@ def make_clicks(first: int, count: int, start_ms: int, span_ms: int) -> list[dic
             for index in range(count)]
 
 
-# Flink marks a partition idle after the idle timeout without a record, even
-# when it still has unread records. With the 1 s timeout of the other speed
-# tests, a partition whose first fetch after the restart took 1.3 s (loaded
-# 2-core machine) was marked idle, another partition moved the watermark past
-# its minute, and 20 of its clicks went to clicks-late. A 5 s timeout still
-# failed once: in the first run, 16 clicks of one partition were counted as
-# too late in late-click-counts (none reached clicks-late, see the NOTE in
-# speed_layer/statements.py view_ddl).
-RESTART_IDLE_TIMEOUT_S = 5
+# Idleness must play no part: the watermark moves only with records in the
+# log (clicks and heartbeats), so the restarted job, which reads a backlog
+# at its own pace, routes every click as the first run would have.
+NO_IDLENESS_S = 3600
 
 
-@pytest.mark.xfail(reason="a partition with unread records can be marked idle while the job reads "
-                          "a backlog, and its clicks are then routed as too late", strict=False)
 def test_killed_job_resumes_without_loss_or_double_count(base_settings, kafka_broker):
-    settings = speed_test_settings(base_settings).replace(source_idle_timeout_s=RESTART_IDLE_TIMEOUT_S)
+    settings = speed_test_settings(base_settings).replace(source_idle_timeout_s=NO_IDLENESS_S)
     batch_before = make_clicks(0, 600, START_MS, 90_000)
     batch_after = make_clicks(600, 600, START_MS + 90_000, 90_000)
     # Redelivered copies of already counted clicks, on other partitions.
     redelivered = random.Random(7).sample(batch_before, 50)
     expected = Counter((c["ad_id"], minute_start_ms(c["event_time_ms"])) for c in batch_before + batch_after)
 
-    # The first run also starts with a backlog. Clicks produced after the
-    # start would reach partitions that are already idle, and the first
-    # partition read could make the minutes of the others final.
+    # Both runs start with a backlog, and each batch ends with the heartbeat
+    # a collector writes once Kafka acknowledged it.
     produce(settings, batch_before)
+    produce_heartbeats(settings, max(c["event_time_ms"] for c in batch_before))
     job = SpeedJob(settings)
     job.start()
     try:
@@ -60,12 +53,15 @@ def test_killed_job_resumes_without_loss_or_double_count(base_settings, kafka_br
         for partition in range(3):
             produce(settings, redelivered[partition::3], partition=partition)
         produce(settings, batch_after)
+        produce_heartbeats(settings, max(c["event_time_ms"] for c in batch_after))
 
         restarted = SpeedJob(settings)
         restarted.start()
         job = restarted
         assert "restores from checkpoint" in job.log()
-        produce(settings, [click("driver", "ad-driver", "2026-01-01T12:05:00.000Z")])
+        driver = click("driver", "ad-driver", "2026-01-01T12:05:00.000Z")
+        produce(settings, [driver])
+        produce_heartbeats(settings, driver["event_time_ms"])
 
         def all_final() -> bool:
             counts = latest_by_key(settings, settings.topic_click_counts)
