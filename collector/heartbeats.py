@@ -8,7 +8,9 @@ import socket
 import threading
 
 from collector.kafka_writer import ClickWriter, KafkaUnavailable
+from shared_logic.heartbeats import heartbeat_event_time
 from shared_logic.settings import Settings
+from shared_logic.timestamps import now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +20,8 @@ class HeartbeatSender:
 
     ``observe`` is called only after Kafka acknowledged the clicks, so a
     heartbeat never claims event time for a click that could still be lost
-    and retried. A heartbeat is sent only when that event time advanced.
+    and retried. A heartbeat is sent only when its event time advanced, which
+    for live traffic includes the wall clock (``heartbeat_event_time``).
     """
 
     def __init__(self, settings: Settings, writer: ClickWriter):
@@ -63,7 +66,9 @@ class HeartbeatSender:
     def send_if_advanced(self) -> bool:
         """Send one heartbeat if the acknowledged event time moved; return whether one was sent."""
         with self._lock:
-            event_time_ms = self._acknowledged_ms
+            acknowledged_ms = self._acknowledged_ms
+        event_time_ms = heartbeat_event_time(acknowledged_ms, self._sent_ms, now_ms(),
+                                             self.settings.allowed_lateness_s * 1000)
         if event_time_ms is None or event_time_ms == self._sent_ms:
             return False
         try:

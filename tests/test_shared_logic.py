@@ -9,6 +9,7 @@ import pytest
 
 from shared_logic.clicks import InvalidClick, validate_click
 from shared_logic.identity import derive_click_id
+from shared_logic.heartbeats import heartbeat_event_time
 from shared_logic.settings import SettingsError, load_settings
 from shared_logic.time_buckets import billing_day, bucket_start_ms, day_bounds_ms, hour_start_ms, minute_start_ms
 from shared_logic.timestamps import TimestampError, format_utc_ms, parse_timestamp_ms
@@ -185,3 +186,15 @@ def test_settings_from_environment() -> None:
 def test_settings_rejects_bad_override(environ: dict, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings(environ)
+
+
+@pytest.mark.parametrize(("acknowledged", "previous", "expected"), [
+    (None, None, None),              # nothing acknowledged: no heartbeat
+    (9_000, None, 10_000),           # live click: follow the clock
+    (12_000, None, 12_000),          # click ahead of the clock: keep its event time
+    (5_000, 9_500, 10_000),          # quiet but live: keep following the clock
+    (4_000, None, 4_000),            # older than the allowed lateness: a replay stays put
+    (1_000, 4_000, 4_000),           # a replay's heartbeat never goes back
+])
+def test_heartbeat_event_time_cases(acknowledged, previous, expected) -> None:
+    assert heartbeat_event_time(acknowledged, previous, now=10_000, allowed_lateness_ms=5_000) == expected
