@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import sys
 
+from shared_logic.heartbeats import HEARTBEAT_FIELD
 from shared_logic.settings import load_settings
 from speed_layer.job import job_configuration
 from speed_layer.statements import SOURCE_TABLE, build_statements, interval_sql
 
 EVENT_TIME_START_MS = 1_767_268_800_000  # 2026-01-01T00:00:00Z
+UNTHROTTLED_ROWS_PER_S = 1_000_000_000
 
 
 def datagen_source_ddl(rows: int, skewed: bool, watermark_delay_ms: int) -> str:
@@ -33,11 +35,14 @@ def datagen_source_ddl(rows: int, skewed: bool, watermark_delay_ms: int) -> str:
       click_id_source AS 'client',
       attributes AS '{{}}',
       received_at_ms AS CAST(0 AS BIGINT),
+      {HEARTBEAT_FIELD} AS CAST(NULL AS BOOLEAN),
       event_time AS TO_TIMESTAMP_LTZ({EVENT_TIME_START_MS} + seq, 3),
       proc_time AS PROCTIME(),
       WATERMARK FOR event_time AS event_time - {interval_sql(watermark_delay_ms)}
     ) WITH (
       'connector' = 'datagen',
+      -- The connector throttles to 10,000 rows/s unless told otherwise.
+      'rows-per-second' = '{UNTHROTTLED_ROWS_PER_S}',
       'fields.seq.kind' = 'sequence',
       'fields.seq.start' = '0',
       'fields.seq.end' = '{rows - 1}'
