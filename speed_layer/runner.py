@@ -1,5 +1,9 @@
 """Launch the speed job from the main environment, in a MiniCluster or on a session cluster.
 
+On a session cluster, the job is cancelled through the cluster's REST API
+(``cancel_session_jobs``), because stopping the `flink run` client does not
+reliably cancel it.
+
 The job needs PyFlink, which lives in its own virtual environment
 (``settings.flink_python``), so it always runs in a child process.
 """
@@ -9,13 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 
+import requests
+
 from shared_logic.settings import PROJECT_ROOT, Settings
+from speed_layer.job import TERMINAL_STATES
 
 logger = logging.getLogger(__name__)
 
 JOB_FILE = PROJECT_ROOT / "speed_layer" / "job.py"
+REST_TIMEOUT_S = 10.0
 
 
 def job_environment(settings: Settings) -> dict[str, str]:
@@ -52,9 +61,8 @@ def job_command(settings: Settings, restore_from: str | None = None) -> list[str
     if settings.speed_deployment == "minicluster":
         command = [str(settings.flink_python), "-m", "speed_layer.job"]
     else:
-        # NOTE: a signal to this client does not cancel the job on the session
-        # cluster, because the client JVM shuts down before the Python driver
-        # can cancel it. Cancel it with `flink cancel <job id>`.
+        # A signal to this client does not reliably cancel the job on the
+        # session cluster, so `adclick speed` cancels it with cancel_session_jobs.
         command = [str(flink_cli_path(settings)), "run", "-m", settings.flink_rest_address,
                    "-pyclientexec", str(settings.flink_python), "-pyexec", str(settings.flink_python),
                    "-py", str(JOB_FILE)]
@@ -76,3 +84,56 @@ def start_job(settings: Settings, log_file: Path, restore_from: str | None = Non
     logger.info("started speed job %s (pid %d, %s), log %s", settings.speed_job_name, process.pid,
                 settings.speed_deployment, log_file)
     return process
+
+
+def session_job_ids(settings: Settings) -> list[str]:
+    """Return the ids of the session cluster's unfinished jobs named ``settings.speed_job_name``."""
+    response = requests.get(f"http://{settings.flink_rest_address}/jobs/overview", timeout=REST_TIMEOUT_S)
+    response.raise_for_status()
+    return [job["jid"] for job in response.json()["jobs"]
+            if job["name"] == settings.speed_job_name and job["state"] not in TERMINAL_STATES]
+
+
+def session_job_state(settings: Settings, job_id: str) -> str:
+    """Return the state of job ``job_id`` on the session cluster, such as RUNNING or CANCELED."""
+    response = requests.get(f"http://{settings.flink_rest_address}/jobs/{job_id}", timeout=REST_TIMEOUT_S)
+    response.raise_for_status()
+    return response.json()["state"]
+
+
+def cancel_session_job(settings: Settings, job_id: str, timeout_s: float) -> str:
+    """Cancel job ``job_id`` on the session cluster and wait until it ends.
+
+    Returns the job's final state. Raises TimeoutError when the job has not
+    ended within ``timeout_s``.
+    """
+    response = requests.patch(f"http://{settings.flink_rest_address}/jobs/{job_id}",
+                              params={"mode": "cancel"}, timeout=REST_TIMEOUT_S)
+    response.raise_for_status()
+    deadline = time.monotonic() + timeout_s
+    while (state := session_job_state(settings, job_id)) not in TERMINAL_STATES:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {settings.speed_job_name} ({job_id}) is still {state} "
+                               f"{timeout_s:.0f} s after the cancel request")
+        time.sleep(0.5)
+    return state
+
+
+def cancel_session_jobs(settings: Settings, timeout_s: float = 60.0) -> list[str]:
+    """Cancel every unfinished job named ``settings.speed_job_name`` on the session cluster.
+
+    Waits until each job ends and returns their final states, which are
+    CANCELED unless a job failed or finished first. The checkpoints are
+    retained, because the job sets RETAIN_ON_CANCELLATION.
+    """
+    states = []
+    for job_id in session_job_ids(settings):
+        logger.info("cancelling job %s (%s) on the session cluster at %s", settings.speed_job_name,
+                    job_id, settings.flink_rest_address)
+        state = cancel_session_job(settings, job_id, timeout_s)
+        if state == "CANCELED":
+            logger.info("job %s (%s) is CANCELED; its checkpoints are retained", settings.speed_job_name, job_id)
+        else:
+            logger.warning("job %s (%s) ended %s instead of CANCELED", settings.speed_job_name, job_id, state)
+        states.append(state)
+    return states
