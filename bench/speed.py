@@ -39,7 +39,9 @@ from speed_layer.runner import job_environment, start_job
 
 logger = logging.getLogger("bench.speed")
 
-BACKLOG_CLICKS = 600_000
+BACKLOG_CLICKS = 2_400_000
+# Event time advances 1 ms per backlog click, so the backlog spans 40 minutes and minutes close as it is read.
+BACKLOG_CLICKS_PER_S = 1_000
 DATAGEN_ROWS = 3_000_000
 ADS = 1_000
 FRESHNESS_S = 60
@@ -91,7 +93,8 @@ def load_backlog(settings: Settings, clicks: int) -> None:
     start_ms = int(time.time() * 1000) - 3_600_000
     for index in range(clicks):
         ad_id = f"ad-{index % ADS}"
-        producer.send(settings.topic_clicks, key=ad_id.encode(), value=_click(index, ad_id, start_ms + index // 100))
+        event_time_ms = start_ms + index * 1000 // BACKLOG_CLICKS_PER_S
+        producer.send(settings.topic_clicks, key=ad_id.encode(), value=_click(index, ad_id, event_time_ms))
     producer.flush()
     producer.close()
 
