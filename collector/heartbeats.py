@@ -8,7 +8,7 @@ import socket
 import threading
 
 from collector.kafka_writer import ClickWriter, KafkaUnavailable
-from shared_logic.heartbeats import heartbeat_event_time
+from shared_logic.heartbeats import heartbeat_event_time, quiet_horizon_ms
 from shared_logic.settings import Settings
 from shared_logic.timestamps import now_ms
 
@@ -20,8 +20,8 @@ class HeartbeatSender:
 
     ``observe`` is called only after Kafka acknowledged the clicks, so a
     heartbeat never claims event time for a click that could still be lost
-    and retried. A heartbeat is sent only when its event time advanced, which
-    for live traffic includes the wall clock (``heartbeat_event_time``).
+    and retried. A heartbeat is sent only when its event time advanced
+    (``heartbeat_event_time``), so an idle collector stops sending them.
     """
 
     def __init__(self, settings: Settings, writer: ClickWriter):
@@ -30,6 +30,7 @@ class HeartbeatSender:
         self.producer_id = f"{socket.gethostname()}:{os.getpid()}"
         self._lock = threading.Lock()
         self._acknowledged_ms: int | None = None
+        self._acknowledged_at_ms: int | None = None
         self._sent_ms: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -39,6 +40,7 @@ class HeartbeatSender:
         with self._lock:
             if self._acknowledged_ms is None or event_time_ms > self._acknowledged_ms:
                 self._acknowledged_ms = event_time_ms
+                self._acknowledged_at_ms = now_ms()
 
     def start(self) -> None:
         interval = self.settings.collector_heartbeat_interval_s
@@ -66,10 +68,10 @@ class HeartbeatSender:
     def send_if_advanced(self) -> bool:
         """Send one heartbeat if the acknowledged event time moved; return whether one was sent."""
         with self._lock:
-            acknowledged_ms = self._acknowledged_ms
-        event_time_ms = heartbeat_event_time(acknowledged_ms, self._sent_ms, now_ms(),
-                                             self.settings.allowed_lateness_s * 1000)
-        if event_time_ms is None or event_time_ms == self._sent_ms:
+            acknowledged_ms, acknowledged_at_ms = self._acknowledged_ms, self._acknowledged_at_ms
+        horizon_ms = quiet_horizon_ms(self.settings.out_of_orderness_s, self.settings.allowed_lateness_s)
+        event_time_ms = heartbeat_event_time(acknowledged_ms, acknowledged_at_ms, now_ms(), horizon_ms)
+        if event_time_ms is None or (self._sent_ms is not None and event_time_ms <= self._sent_ms):
             return False
         try:
             partitions = self.writer.write_heartbeats(event_time_ms, self.producer_id)

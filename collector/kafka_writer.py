@@ -29,7 +29,8 @@ class _JsonValue(Serializer):
     """Compact UTF-8 JSON, the value format of every topic the collector writes."""
 
     def serialize(self, topic, headers, data: Any) -> bytes:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        # allow_nan=False: a non-finite number raises here instead of writing invalid JSON.
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 class _TextKey(Serializer):

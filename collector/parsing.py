@@ -49,6 +49,9 @@ def media_type(content_type: str | None) -> str:
 def _decode_text(body: bytes) -> str:
     if not body.strip():
         raise RequestError(400, "empty_body", "the request body is empty; send at least one click")
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise RequestError(400, "malformed_json",
+                           "the body starts with a UTF-8 byte order mark; remove it and send plain UTF-8 JSON")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -81,7 +84,10 @@ def parse_body(body: bytes, kind: str, max_clicks: int) -> list[Any]:
     """Return the click payloads of a body, or raise RequestError."""
     text = _decode_text(body)
     if kind in NDJSON_TYPES:
-        lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+        # Split on line feeds only: str.splitlines() also splits on U+2028 and
+        # U+0085, which JSON allows unescaped inside strings.
+        lines = [(number, line.removesuffix("\r")) for number, line in enumerate(text.split("\n"), 1)
+                 if line.strip()]
         _check_count(len(lines), max_clicks)
         return [_loads(line, f"line {number}") for number, line in lines]
 

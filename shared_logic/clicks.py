@@ -10,6 +10,7 @@ field, the value and the accepted form.
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ MAX_ATTRIBUTE_NAME_LENGTH = 64
 MIN_EVENT_TIME_MS = 946_684_800_000
 RESERVED_FIELDS = set(REQUIRED_FIELDS) | {"click_id"}
 MAX_ATTRIBUTE_LENGTH = 256
+# Integer attributes must fit a signed 64-bit integer, which every JSON reader of the topics parses.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class InvalidClick(ValueError):
@@ -132,7 +135,19 @@ def _validate_attributes(payload: dict[str, Any], settings: Settings) -> dict[st
             raise InvalidClick(key, f"must be a string, number, boolean or null, got {_preview(value)}")
         if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:
             raise InvalidClick(key, f"is {len(value)} characters long; the maximum is {MAX_ATTRIBUTE_LENGTH}")
+        _validate_number(key, value)
     return attributes
+
+
+def _validate_number(key: str, value: Any) -> None:
+    """Reject numbers that JSON readers of the clicks topic cannot all parse back."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidClick(key, f"is {value}, which is not a finite number; send a finite number or a string")
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidClick(key, f"is an integer of {len(str(abs(value)))} digits, outside the signed 64-bit "
+                                "range; send it as a string")
 
 
 def validate_click(payload: Any, settings: Settings, now: int | None = None) -> Click:

@@ -10,9 +10,9 @@ partition. A partition's watermark then moves only with records that are in
 the partition, in log order, and a job that replays the log computes the same
 watermarks as the job that read it live.
 
-While a collector serves live traffic, its heartbeats also follow the wall
-clock through quiet periods, so that minutes close when no clicks arrive at
-all (see ``heartbeat_event_time``).
+After the last acknowledged click, heartbeats follow the wall clock for a
+bounded time, so that minutes close when no clicks arrive at all (see
+``heartbeat_event_time``).
 
 A heartbeat is not a click: the speed layer drops it right after the source
 assigned its watermark, and the batch layer does not land it.
@@ -21,6 +21,8 @@ assigned its watermark, and the batch layer does not land it.
 from __future__ import annotations
 
 from typing import Any
+
+from shared_logic.time_buckets import MINUTE_MS
 
 HEARTBEAT_FIELD = "heartbeat"
 # Heartbeats go to explicit partitions, so the key only makes them easy to spot.
@@ -37,23 +39,27 @@ def heartbeat_record(event_time_ms: int, producer_id: str, sent_at_ms: int) -> d
     }
 
 
-def heartbeat_event_time(acknowledged_ms: int | None, previous_ms: int | None, now: int,
-                         allowed_lateness_ms: int) -> int | None:
+def heartbeat_event_time(acknowledged_ms: int | None, acknowledged_at_ms: int | None, now: int,
+                         horizon_ms: int) -> int | None:
     """Return the event time the next heartbeat carries, or None before any click was acknowledged.
 
-    The producer is live when its latest heartbeat or acknowledged click is
-    within the allowed lateness of the wall clock ``now``. A live producer's
-    heartbeat carries ``now`` through a quiet period: a click written later
-    with an older event time is late exactly as it would be had live clicks
-    kept arriving. A replay of old clicks is never live, so its heartbeats
-    stay at the largest acknowledged event time and none of them is made late.
+    ``acknowledged_ms`` is the largest acknowledged event time and
+    ``acknowledged_at_ms`` the wall-clock time of its acknowledgement. After
+    it, event time advances with the wall clock for at most ``horizon_ms``,
+    so a quiet period closes the minutes of the last clicks, and then stops,
+    so a long quiet period makes nothing late. A heartbeat never claims event
+    time ahead of the wall clock, so a click stamped in the future moves only
+    its own partition's watermark.
     """
-    if acknowledged_ms is None:
+    if acknowledged_ms is None or acknowledged_at_ms is None:
         return None
-    reference = max(acknowledged_ms, previous_ms if previous_ms is not None else acknowledged_ms)
-    if reference >= now - allowed_lateness_ms:
-        return max(reference, now)
-    return reference
+    elapsed = max(0, min(now - acknowledged_at_ms, horizon_ms))
+    return min(acknowledged_ms + elapsed, now)
+
+
+def quiet_horizon_ms(out_of_orderness_s: int, allowed_lateness_s: int) -> int:
+    """Return how long heartbeats follow the clock: until the last click's minute is final."""
+    return (out_of_orderness_s + allowed_lateness_s) * 1000 + MINUTE_MS
 
 
 def is_heartbeat(value: Any) -> bool:

@@ -41,12 +41,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     process = start_job(settings, log_file, args.restore_from)
     print(f"speed job {settings.speed_job_name} running (pid {process.pid}); log: {log_file}")
     try:
-        return process.wait()
+        return _exit_code(settings, process.wait(), log_file)
     except KeyboardInterrupt:
         if settings.speed_deployment == "session":
             return _cancel_session_job(settings, process)
         # In a MiniCluster the job cancels itself on SIGTERM and keeps its checkpoints.
         return _stop_job_process(process)
+
+
+def _exit_code(settings: Settings, returncode: int, log_file) -> int:
+    """Log how the job's process ended and return an exit code for this command (1 on failure)."""
+    if returncode == 0:
+        logger.info("speed job %s ended", settings.speed_job_name)
+        return 0
+    cause = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+    logger.error("speed job %s stopped unexpectedly (%s); see %s, then run `adclick speed` again to resume "
+                 "from the latest checkpoint", settings.speed_job_name, cause, log_file)
+    return 1
 
 
 def _stop_job_process(process: subprocess.Popen, grace_s: float = 0.0) -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from shared_logic.clicks import InvalidClick, validate_click
 from shared_logic.identity import derive_click_id
-from shared_logic.heartbeats import heartbeat_event_time
+from shared_logic.heartbeats import heartbeat_event_time, quiet_horizon_ms
 from shared_logic.settings import SettingsError, load_settings
 from shared_logic.time_buckets import billing_day, bucket_start_ms, day_bounds_ms, hour_start_ms, minute_start_ms
 from shared_logic.timestamps import TimestampError, format_utc_ms, parse_timestamp_ms
@@ -84,6 +84,8 @@ GOOD = {"ad_id": "ad-1", "user_id": "user-1", "timestamp": "2026-12-04T11:59:00Z
         ({"click_id": 5}, "click_id", "must be a string"),
         ({"country": {"code": "FR"}}, "country", "string, number, boolean or null"),
         ({"country": "x" * 300}, "country", "maximum is 256"),
+        ({"score": float("inf")}, "score", "not a finite number"),
+        ({"score": 10**1500}, "score", "outside the signed 64-bit range"),
     ],
 )
 def test_validate_click_rejects_field(change: dict, field: str, message: str) -> None:
@@ -106,8 +108,9 @@ def test_validate_click_not_an_object() -> None:
 
 
 def test_validate_click_keeps_attributes() -> None:
-    click = validate_click({**GOOD, "country": "FR", "app_version": 3}, SETTINGS, NOW_MS)
-    assert click.attributes == {"country": "FR", "app_version": 3}
+    click = validate_click({**GOOD, "country": "FR", "app_version": 3, "big": 2**63 - 1, "on": True},
+                           SETTINGS, NOW_MS)
+    assert click.attributes == {"country": "FR", "app_version": 3, "big": 2**63 - 1, "on": True}
 
 
 def test_validate_click_within_future_skew() -> None:
@@ -188,13 +191,16 @@ def test_settings_rejects_bad_override(environ: dict, message: str) -> None:
         load_settings(environ)
 
 
-@pytest.mark.parametrize(("acknowledged", "previous", "expected"), [
+@pytest.mark.parametrize(("acknowledged", "acknowledged_at", "expected"), [
     (None, None, None),              # nothing acknowledged: no heartbeat
-    (9_000, None, 10_000),           # live click: follow the clock
-    (12_000, None, 12_000),          # click ahead of the clock: keep its event time
-    (5_000, 9_500, 10_000),          # quiet but live: keep following the clock
-    (4_000, None, 4_000),            # older than the allowed lateness: a replay stays put
-    (1_000, 4_000, 4_000),           # a replay's heartbeat never goes back
+    (9_000, 10_000, 9_000),          # just acknowledged: its event time
+    (7_000, 9_000, 8_000),           # quiet for 1 s: event time advanced 1 s
+    (1_000, 2_000, 4_000),           # quiet for longer than the horizon: stops 3 s later
+    (15_000, 10_000, 10_000),        # a click stamped in the future: never ahead of the clock
 ])
-def test_heartbeat_event_time_cases(acknowledged, previous, expected) -> None:
-    assert heartbeat_event_time(acknowledged, previous, now=10_000, allowed_lateness_ms=5_000) == expected
+def test_heartbeat_event_time_cases(acknowledged, acknowledged_at, expected) -> None:
+    assert heartbeat_event_time(acknowledged, acknowledged_at, now=10_000, horizon_ms=3_000) == expected
+
+
+def test_quiet_horizon_closes_last_minute() -> None:
+    assert quiet_horizon_ms(out_of_orderness_s=5, allowed_lateness_s=300) == 365_000

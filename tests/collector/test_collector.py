@@ -76,24 +76,67 @@ def test_single_click_lands_in_kafka_keyed_by_ad(collector_url, collector_settin
     assert record.value["attributes"] == {"country": "FR"}
 
 
-def test_heartbeat_follows_click_on_every_partition(collector_url, collector_settings) -> None:
-    # Later than any other test's clicks, so it is the largest acknowledged event time.
-    timestamp = (datetime.now(timezone.utc) + timedelta(seconds=120)).isoformat(timespec="milliseconds")
-    response = post(collector_url, {"ad_id": "ad-heartbeat", "user_id": "u1", "timestamp": timestamp})
-    assert response.status_code == 202, response.text
-    event_time_ms = parse_timestamp_ms(timestamp)
-
+def wait_for_heartbeats(settings: Settings, after, done) -> list:
+    """Poll the clicks topic until ``done(heartbeats after the record after)`` or 30 s pass."""
     deadline = time.monotonic() + 30
     while True:
-        records = records_in_kafka(collector_settings)
-        beats = {r.partition: r for r in records if is_heartbeat(r.value) and r.value["event_time_ms"] == event_time_ms}
-        if len(beats) == collector_settings.clicks_partitions or time.monotonic() > deadline:
-            break
+        beats = [r for r in records_in_kafka(settings) if is_heartbeat(r.value)
+                 and (r.partition != after.partition or r.offset > after.offset)]
+        if done(beats) or time.monotonic() > deadline:
+            return beats
         time.sleep(0.5)
-    assert sorted(beats) == list(range(collector_settings.clicks_partitions))
-    click = next(r for r in records if r.key == "ad-heartbeat")
-    assert beats[click.partition].offset > click.offset
-    assert {beat.value["producer_id"] for beat in beats.values()} == {beats[0].value["producer_id"]}
+
+
+def post_and_find(url: str, settings: Settings, ad_id: str, timestamp: str):
+    response = post(url, {"ad_id": ad_id, "user_id": "u1", "timestamp": timestamp})
+    assert response.status_code == 202, response.text
+    return next(r for r in clicks_in_kafka(settings) if r.key == ad_id)
+
+
+def test_heartbeat_follows_click_on_every_partition(collector_url, collector_settings) -> None:
+    timestamp = recent(seconds_ago=2)
+    click = post_and_find(collector_url, collector_settings, "ad-heartbeat", timestamp)
+    event_time_ms = parse_timestamp_ms(timestamp)
+    partitions = list(range(collector_settings.clicks_partitions))
+
+    def covered(beats: list) -> list[int]:
+        # Another worker's heartbeats may carry an older event time, so look for this one's.
+        return sorted({b.partition for b in beats if b.value["event_time_ms"] >= event_time_ms})
+
+    beats = wait_for_heartbeats(collector_settings, click, lambda found: covered(found) == partitions)
+    assert covered(beats) == partitions
+    assert all(beat.value["event_time_ms"] <= beat.value["sent_at_ms"] for beat in beats)
+
+
+def test_future_click_heartbeat_not_ahead_of_clock(collector_url, collector_settings) -> None:
+    timestamp = (datetime.now(timezone.utc) + timedelta(seconds=120)).isoformat(timespec="milliseconds")
+    click = post_and_find(collector_url, collector_settings, "ad-future", timestamp)
+
+    beats = wait_for_heartbeats(collector_settings, click, lambda found: len(found) >= 2 * collector_settings.clicks_partitions)
+    assert beats
+    assert all(beat.value["event_time_ms"] <= beat.value["sent_at_ms"] for beat in beats)
+    assert max(beat.value["event_time_ms"] for beat in beats) < parse_timestamp_ms(timestamp)
+
+
+def test_out_of_range_numbers_rejected(collector_url, collector_settings) -> None:
+    body = ('[{"ad_id": "ad-num", "user_id": "u1", "timestamp": "%s", "score": 1e400},'
+            ' {"ad_id": "ad-num", "user_id": "u2", "timestamp": "%s", "score": %s}]'
+            % (recent(), recent(), "9" * 1500))
+    response = post(collector_url, body)
+    assert response.status_code == 400, response.text
+    errors = response.json()["errors"]
+    assert [error["field"] for error in errors] == ["score", "score"]
+    assert "not a finite number" in errors[0]["error"]
+    assert "signed 64-bit" in errors[1]["error"]
+    assert [r for r in clicks_in_kafka(collector_settings) if r.key == "ad-num"] == []
+
+
+def test_ndjson_line_may_contain_line_separator(collector_url) -> None:
+    line = json.dumps({"ad_id": "ad-u2028", "user_id": "u1", "timestamp": recent(), "title": "a\u2028b\u0085c"},
+                      ensure_ascii=False)
+    response = post(collector_url, (line + "\r\n").encode("utf-8"), "application/x-ndjson")
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 1
 
 
 def test_same_ad_goes_to_same_partition(collector_url, collector_settings) -> None:
@@ -160,6 +203,7 @@ def test_partly_invalid_batch_accepts_valid_clicks(collector_url, collector_sett
         ("[" * 100_00 + "]" * 100_00, "application/json", 400, "malformed_json", "too deeply"),
         ('{"ad_id": "a", "ad_id": "b"}', "application/json", 400, "malformed_json", "appears twice"),
         (b"\xff\xfe{}", "application/json", 400, "invalid_encoding", "not valid UTF-8"),
+        (b"\xef\xbb\xbf{}", "application/json", 400, "malformed_json", "remove it"),
         ('{"ad_id": "a"}\n{oops', "application/x-ndjson", 400, "malformed_json", "line 2"),
         ('{"ad_id": "a"}', "text/plain", 415, "unsupported_media_type", "application/x-ndjson"),
         ("x" * 30_001, "application/json", 413, "body_too_large", "maximum is 30000"),
