@@ -13,7 +13,7 @@ import sys
 from shared_logic.heartbeats import HEARTBEAT_FIELD
 from shared_logic.settings import load_settings
 from speed_layer.job import job_configuration
-from speed_layer.statements import SOURCE_TABLE, build_statements, interval_sql
+from speed_layer.statements import SOURCE_TABLE, build_statements, interval_sql, watermark_time_sql
 
 EVENT_TIME_START_MS = 1_767_268_800_000  # 2026-01-01T00:00:00Z
 UNTHROTTLED_ROWS_PER_S = 1_000_000_000
@@ -34,11 +34,11 @@ def datagen_source_ddl(rows: int, skewed: bool, watermark_delay_ms: int) -> str:
       event_time_ms AS {EVENT_TIME_START_MS} + seq,
       click_id_source AS 'client',
       attributes AS '{{}}',
-      received_at_ms AS CAST(0 AS BIGINT),
+      received_at_ms AS {EVENT_TIME_START_MS} + seq,
       {HEARTBEAT_FIELD} AS CAST(NULL AS BOOLEAN),
       event_time AS TO_TIMESTAMP_LTZ({EVENT_TIME_START_MS} + seq, 3),
       proc_time AS PROCTIME(),
-      WATERMARK FOR event_time AS event_time - {interval_sql(watermark_delay_ms)}
+      WATERMARK FOR event_time AS {watermark_time_sql()} - {interval_sql(watermark_delay_ms)}
     ) WITH (
       'connector' = 'datagen',
       -- The connector throttles to 10,000 rows/s unless told otherwise.

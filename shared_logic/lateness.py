@@ -4,7 +4,9 @@ Event time is a click's ``event_time_ms``. The watermark follows Flink's
 convention: a watermark ``W`` states that no click with an event time of ``W``
 or earlier is still expected. The platform's nominal watermark is the largest
 event time seen minus ``out_of_orderness_s``, taken per Kafka partition and
-then as the minimum over the partitions that are not idle.
+then as the minimum over the partitions that are not idle. A click's event
+time counts there only up to the time the collector received it, so a click
+stamped in the future does not move the watermark past the clock.
 
 A minute window ``[window_start, window_end)`` becomes final once
 ``W - allowed_lateness >= window_end - 1``, that is, once the watermark has

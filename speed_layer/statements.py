@@ -75,6 +75,16 @@ def _exactly_once_options(settings: Settings, sink_name: str) -> str:
       'properties.transaction.timeout.ms' = '{settings.speed_transaction_timeout_ms}'"""
 
 
+def watermark_time_sql() -> str:
+    """SQL: the time a record adds to its partition's watermark, its event time capped at its receipt.
+
+    A click stamped in the future (up to max_future_skew_s) then moves the
+    watermark only as far as the collector's clock when it was received, so it
+    cannot make other clicks late. Heartbeats carry no receipt time.
+    """
+    return "TO_TIMESTAMP_LTZ(LEAST(event_time_ms, COALESCE(received_at_ms, event_time_ms)), 3)"
+
+
 def source_ddl(settings: Settings) -> str:
     """The clicks topic as a table with event time and the delayed watermark."""
     watermark_delay_ms = (settings.out_of_orderness_s + settings.allowed_lateness_s) * 1000
@@ -97,7 +107,7 @@ def source_ddl(settings: Settings) -> str:
       {HEARTBEAT_FIELD} BOOLEAN,
       event_time AS TO_TIMESTAMP_LTZ(event_time_ms, 3),
       proc_time AS PROCTIME(),
-      WATERMARK FOR event_time AS event_time - {interval_sql(watermark_delay_ms)}
+      WATERMARK FOR event_time AS {watermark_time_sql()} - {interval_sql(watermark_delay_ms)}
     ) WITH (
       'connector' = 'kafka',
       'topic' = '{settings.topic_clicks}',
