@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import subprocess
+from pathlib import Path
 
 import requests
 
@@ -49,13 +50,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _stop_job_process(process)
 
 
-def _exit_code(settings: Settings, returncode: int, log_file) -> int:
+def _exit_code(settings: Settings, returncode: int, log_file: Path) -> int:
     """Log how the job's process ended and return an exit code for this command (1 on failure)."""
     if returncode == 0:
         logger.info("speed job %s ended", settings.speed_job_name)
         return 0
     cause = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-    logger.error("speed job %s stopped unexpectedly (%s); see %s, then run `adclick speed` again to resume "
+    logger.error("speed job %s stopped unexpectedly (%s). See %s, then run `adclick speed` again to resume "
                  "from the latest checkpoint", settings.speed_job_name, cause, log_file)
     return 1
 

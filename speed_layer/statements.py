@@ -89,11 +89,11 @@ def source_ddl(settings: Settings) -> str:
     """The clicks topic as a table with event time and the delayed watermark."""
     watermark_delay_ms = (settings.out_of_orderness_s + settings.allowed_lateness_s) * 1000
     # Heartbeat records (shared_logic/heartbeats.py) are read like clicks, so
-    # they move their partition's watermark; the deduplication view drops them.
+    # they move their partition's watermark. The deduplication view drops them.
     # NOTE: Flink marks a partition idle after idle-timeout without a record,
     # even when it still has unread records. The timeout is only a fallback
-    # for partitions without heartbeats, so it is long (see "Idleness" in
-    # speed_layer/README.md).
+    # for partitions without heartbeats, so it is long (see "Heartbeats and
+    # idleness" in speed_layer/README.md).
     return f"""
     CREATE TABLE {SOURCE_TABLE} (
       click_id STRING,

@@ -108,7 +108,7 @@ def test_heartbeat_follows_click_on_every_partition(collector_url, collector_set
     assert all(beat.value["event_time_ms"] <= beat.value["sent_at_ms"] for beat in beats)
 
 
-def test_future_click_heartbeat_not_ahead_of_clock(collector_url, collector_settings) -> None:
+def test_future_click_heartbeat_behind_clock(collector_url, collector_settings) -> None:
     timestamp = (datetime.now(timezone.utc) + timedelta(seconds=120)).isoformat(timespec="milliseconds")
     click = post_and_find(collector_url, collector_settings, "ad-future", timestamp)
 
@@ -131,7 +131,7 @@ def test_out_of_range_numbers_rejected(collector_url, collector_settings) -> Non
     assert [r for r in clicks_in_kafka(collector_settings) if r.key == "ad-num"] == []
 
 
-def test_ndjson_line_may_contain_line_separator(collector_url) -> None:
+def test_ndjson_line_with_unicode_separator(collector_url) -> None:
     line = json.dumps({"ad_id": "ad-u2028", "user_id": "u1", "timestamp": recent(), "title": "a\u2028b\u0085c"},
                       ensure_ascii=False)
     response = post(collector_url, (line + "\r\n").encode("utf-8"), "application/x-ndjson")

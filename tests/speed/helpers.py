@@ -21,6 +21,11 @@ from speed_layer.runner import start_job
 from tests.kafka_helpers import read_topic
 
 
+# An idle timeout that no test reaches, for tests in which only records in
+# the log (clicks and heartbeats) may move the watermark.
+NO_IDLENESS_S = 3600
+
+
 def speed_test_settings(base: Settings, clicks_partitions: int = 3) -> Settings:
     """Settings with fresh topics, a unique job name and short time constants."""
     suffix = uuid.uuid4().hex[:8]

@@ -10,9 +10,7 @@ from shared_logic.time_buckets import minute_start_ms
 from shared_logic.timestamps import parse_timestamp_ms
 from tests.conftest import free_port
 from tests.processes import start_adclick, stop, wait_for_http
-from tests.speed.helpers import SpeedJob, latest_by_key, speed_test_settings, wait_until
-
-NO_IDLENESS_S = 3600
+from tests.speed.helpers import NO_IDLENESS_S, SpeedJob, latest_by_key, speed_test_settings, wait_until
 
 
 def test_quiet_period_closes_live_minute(base_settings, kafka_broker) -> None:

@@ -31,6 +31,7 @@ def test_one_deduplication_feeds_every_sink(plan: str) -> None:
 
 def test_heartbeats_dropped_before_deduplication(plan: str) -> None:
     scan = next(line for line in plan.splitlines() if "TableSourceScan(" in line)
-    assert "watermark=" in scan and "heartbeat" in scan
+    assert "watermark=" in scan
+    assert "heartbeat" in scan
     dedup_input = plan.split("Deduplicate(", 1)[1].split("TableSourceScan(", 1)[0]
     assert "where=[(heartbeat IS NULL OR NOT(heartbeat))]" in dedup_input

@@ -9,8 +9,8 @@ from collections import Counter
 from shared_logic.time_buckets import minute_start_ms
 from shared_logic.timestamps import format_utc_ms, parse_timestamp_ms
 from tests.kafka_helpers import read_topic
-from tests.speed.helpers import (SpeedJob, click, latest_by_key, produce, produce_heartbeats, speed_test_settings,
-                                 wait_until)
+from tests.speed.helpers import (NO_IDLENESS_S, SpeedJob, click, latest_by_key, produce, produce_heartbeats,
+                                 speed_test_settings, wait_until)
 
 START_MS = parse_timestamp_ms("2026-01-01T12:00:00Z")
 ADS = [f"ad-{number}" for number in range(10)]
@@ -25,7 +25,6 @@ def make_clicks(first: int, count: int, start_ms: int, span_ms: int) -> list[dic
 # Idleness must play no part: the watermark moves only with records in the
 # log (clicks and heartbeats), so the restarted job, which reads a backlog
 # at its own pace, routes every click as the first run would have.
-NO_IDLENESS_S = 3600
 
 
 def test_killed_job_resumes_without_loss_or_double_count(base_settings, kafka_broker):

@@ -27,7 +27,8 @@ from speed_layer.checkpoints import local_checkpoint_dir
 from speed_layer.runner import flink_cli_path
 from tests.conftest import free_port
 from tests.processes import start_adclick, stop
-from tests.speed.helpers import click, latest_by_key, produce, produce_heartbeats, speed_test_settings, wait_until
+from tests.speed.helpers import (NO_IDLENESS_S, click, latest_by_key, produce, produce_heartbeats, speed_test_settings,
+                                 wait_until)
 
 M0 = parse_timestamp_ms("2026-01-01T12:00:00Z")
 # With out-of-orderness 2 s and allowed lateness 10 s, this event time makes M0 final.
@@ -36,8 +37,7 @@ CANCEL_TIMEOUT_S = 60.0
 # Only heartbeats move the watermark. With the 1 s idle timeout of
 # speed_test_settings, a partition whose first fetch is slow could be marked
 # idle, and the heartbeats on the other partitions would make M0 final
-# before its clicks were counted.
-NO_IDLENESS_S = 3600
+# before its clicks were counted, so the test uses NO_IDLENESS_S.
 
 
 def write_cluster_config(conf_dir: Path, flink_home: Path, ports: dict[str, int], log_dir: Path) -> None:
